@@ -1,0 +1,1 @@
+"""Shipped models (ONNX graphs and manifest.json), installed as the data package lmcodec.onnx_models."""
