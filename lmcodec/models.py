@@ -8,9 +8,13 @@ on one dataset and kept next to that data.
 
 Manifest entry (per model name)::
 
-    model_id      16 hex digits: sha256(full.onnx bytes + step.onnx bytes)[:8], stored in
-                  every chunk header; a decoder only ever uses the model with that id
-    files         {"full": {"path", "sha256"}, "step": {...}}, checked when a model is loaded
+    model_id      16 hex digits: ``IntegerWeights.digest()[:8]``, a hash of the integer weights
+                  and config (not of the ONNX bytes, so a faster re-export of the same integer
+                  semantics keeps the id); stored in every chunk header, and a decoder only
+                  ever uses the model with that id
+    files         {"full": {"path", "sha256"}, "step": {...}, "weights": {...}}: the two graphs
+                  and the integer weights (npz) they were built from; every sha256 is checked
+                  when a model is loaded
     config        ModelConfig fields; n_parameters; description; training; validation
 """
 
@@ -106,7 +110,7 @@ def _load(name_or_id: str | bytes | None, device: str):
 
     directory, name, entry = _find(name_or_id)
     paths = {}
-    for role in ("full", "step"):
+    for role in ("full", "step", "weights"):
         spec = entry["files"][role]
         path = directory / spec["path"]
         if not path.exists() or _sha256(path) != spec["sha256"]:
@@ -138,14 +142,16 @@ def register_model(weights, name: str, training: dict, description: str = "", di
 
     directory = Path(directory or SHIPPED_DIR)
     (directory / name).mkdir(parents=True, exist_ok=True)
-    blobs = {"full": build_full_graph(weights).SerializeToString(), "step": build_step_graph(weights).SerializeToString()}
+    blobs = {"full": build_full_graph(weights).SerializeToString(),
+             "step": build_step_graph(weights).SerializeToString(),
+             "weights": weights.to_bytes()}
     files = {}
     for role, blob in blobs.items():
-        rel = f"{name}/{role}.onnx"
+        rel = f"{name}/{role}.npz" if role == "weights" else f"{name}/{role}.onnx"
         (directory / rel).write_bytes(blob)
         files[role] = {"path": rel, "sha256": hashlib.sha256(blob).hexdigest()}
     manifest = read_manifest(directory)
-    model_id = hashlib.sha256(blobs["full"] + blobs["step"]).digest()[:8].hex()
+    model_id = weights.digest()[:8].hex()
     previous = manifest["models"].get(name, {})
     entry = {
         "model_id": model_id,

@@ -152,20 +152,20 @@ def test_torch_cuda_integer_forward_equals_reference():
 
 def test_shipped_default_model_paths_agree():
     """The shipped model on real bytes (matplotlib's bundled EEG sample): reference, full graph,
-    step graph."""
+    step graph. Its id is the digest of its shipped integer weights, and its graphs are exactly
+    what the exporter builds from them."""
     try:
         model = load_model(device="cpu")
     except LookupError:
         pytest.skip("no default model installed")
-    from lmcodec.models import _find  # the weights are rebuilt from the ONNX initializers
-    import onnx
-    from onnx import numpy_helper
+    from lmcodec.model.export import build_full_graph, build_step_graph
+    from lmcodec.models import _find
 
     directory, _, entry = _find(None)
-    graph = onnx.load(directory / entry["files"]["full"]["path"]).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    names = [k for k in inits if not k.startswith(("lut_", "c_"))]
-    weights = IntegerWeights(model.config, {k: inits[k].astype(np.int32) for k in names})
+    weights = IntegerWeights.from_bytes((directory / entry["files"]["weights"]["path"]).read_bytes())
+    assert weights.digest()[:8] == model.model_id
+    assert build_full_graph(weights).SerializeToString() == (directory / entry["files"]["full"]["path"]).read_bytes()
+    assert build_step_graph(weights).SerializeToString() == (directory / entry["files"]["step"]["path"]).read_bytes()
     import matplotlib.cbook
 
     raw = np.frombuffer(matplotlib.cbook.get_sample_data("eeg.dat").read(), dtype=np.uint8)

@@ -20,6 +20,7 @@ Names and shapes (``D = d_model``, ``F = d_ff``, ``H = n_heads``, ``T = context_
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 
@@ -74,11 +75,23 @@ class IntegerWeights:
         return int(sum(t.size for t in self.tensors.values()))
 
     def to_bytes(self) -> bytes:
-        """npz bytes with the config as JSON; deterministic for equal weights."""
+        """npz bytes with the config as JSON (a storage form; its zip timestamps vary, so hash
+        with :meth:`digest`, never these bytes)."""
         buf = io.BytesIO()
         config = np.frombuffer(self.config.to_json().encode(), dtype=np.uint8)
-        np.savez(buf, __config__=config, **{k: self.tensors[k] for k in sorted(self.tensors)})
+        np.savez_compressed(buf, __config__=config, **{k: self.tensors[k] for k in sorted(self.tensors)})
         return buf.getvalue()
+
+    def digest(self) -> bytes:
+        """sha256 over a canonical serialisation: the config JSON, then per tensor in name order
+        its name, shape and int32 little-endian values. Equal weights give equal digests; the
+        first 8 bytes are the model id that every chunk header records."""
+        h = hashlib.sha256(b"lmcodec-integer-weights-v1\0" + self.config.to_json().encode() + b"\0")
+        for name in sorted(self.tensors):
+            t = np.ascontiguousarray(self.tensors[name], dtype="<i4")
+            h.update(f"{name}:{','.join(map(str, t.shape))}\0".encode())
+            h.update(t.tobytes())
+        return h.digest()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "IntegerWeights":
