@@ -1,0 +1,68 @@
+"""Golden vectors (tests/golden/): chunks and a file container encoded when format v1 was frozen.
+
+They must decode to their committed raw bytes forever, and a fresh encode with the recorded
+codec config must reproduce them byte for byte (the format, the shipped models and the coder
+are frozen). The one exception is re-encoding a zstd-mode chunk: its body is whatever the
+bundled libzstd emits, which may change between numcodecs releases without changing the format
+(any zstd decoder reads it), so for that mode only decoding is pinned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmcodec import LMCodec
+from lmcodec.cli import main as cli_main
+from lmcodec.format import parse_header
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+INDEX = json.loads((GOLDEN / "vectors.json").read_text())
+CHUNKS = sorted(name for name, entry in INDEX.items() if "codec" in entry)
+
+pytestmark = pytest.mark.real_models
+
+
+def _load(name: str) -> tuple[bytes, bytes, dict]:
+    return (GOLDEN / f"{name}.raw").read_bytes(), (GOLDEN / f"{name}.lmc").read_bytes(), INDEX[name]
+
+
+@pytest.mark.parametrize("name", CHUNKS)
+def test_golden_chunk_decodes(name):
+    raw, encoded, entry = _load(name)
+    header = parse_header(encoded)
+    assert header.mode.name.lower() == entry["mode"]
+    assert header.model_id.hex() == entry["model_id"]
+    assert header.raw_length == len(raw)
+    # decoding needs no configuration: the header names the model
+    assert LMCodec().decode(encoded) == raw
+    out = np.empty(len(raw), np.uint8)
+    LMCodec().decode(encoded, out=out)
+    assert out.tobytes() == raw
+
+
+@pytest.mark.parametrize("name", [n for n in CHUNKS if INDEX[n]["mode"] != "zstd"])
+def test_golden_chunk_reencodes_identically(name):
+    raw, encoded, entry = _load(name)
+    array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))
+    assert LMCodec.from_config(entry["codec"]).encode(array) == encoded
+
+
+def test_golden_chunks_decode_as_one_batch():
+    """The pooled batch decode path gives the same bytes as one chunk at a time."""
+    loaded = [_load(name) for name in CHUNKS]
+    decoded = LMCodec().decode_batch([encoded for _, encoded, _ in loaded])
+    assert [bytes(d) for d in decoded] == [raw for raw, _, _ in loaded]
+
+
+def test_golden_file_container(tmp_path):
+    entry = INDEX["container_mri"]
+    restored = tmp_path / "restored.npy"
+    assert cli_main(["decompress", "-q", str(GOLDEN / "container_mri.lmcf"), str(restored)]) == 0
+    assert restored.read_bytes() == (GOLDEN / "container_mri.npy").read_bytes()
+    again = tmp_path / "again.lmcf"
+    assert cli_main([*entry["cli"], str(GOLDEN / "container_mri.npy"), str(again)]) == 0
+    assert again.read_bytes() == (GOLDEN / "container_mri.lmcf").read_bytes()
