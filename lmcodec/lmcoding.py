@@ -8,9 +8,10 @@ lane (:mod:`lmcodec.rans`) coded with the model's predictions for the token sequ
 at every segment.
 
 All segments of all chunks passed in one call are pooled and run through the model together,
-in mini-batches of at most ``max_batch`` lanes (in chunk, plane, segment order). Because the
-model is causal and treats each lane independently, the output does not depend on
-``max_batch``.
+in mini-batches of at most ``max_batch`` lanes (in chunk, plane, segment order; by default the
+model's ``lane_batch(segment_length, "encode" | "decode")`` if it has one, else
+:data:`DEFAULT_MAX_BATCH`). Because the model is causal and treats each lane independently, the
+output does not depend on ``max_batch``.
 
 Body layout of one chunk (``n`` = number of lanes, in plane order then segment order; plane
 lengths and kinds are not stored, they come from the caller's layout)::
@@ -41,7 +42,8 @@ Plane = tuple[np.ndarray, int]
 """``(uint8 1-D array of bytes, kind id from frequency_model.kind_id)``."""
 
 DEFAULT_MAX_BATCH = 64
-"""Lanes per model call; bounds memory at ``max_batch * segment_length * 256 * 4`` bytes."""
+"""Lanes per model call for models without ``lane_batch``; bounds the encoder's memory at
+``max_batch * segment_length * 256 * 4`` bytes."""
 
 _STATE_BYTES = 4
 _WORD_BYTES = 2
@@ -62,7 +64,7 @@ def encode_planes(
     chunks: Sequence[Sequence[Plane]],
     segment_length: int,
     *,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
 ) -> list[bytes]:
     """Code every chunk's planes; return one body per chunk (layout in the module docstring).
 
@@ -72,6 +74,7 @@ def encode_planes(
             frequency tables.
     """
     _check_params(model, segment_length, max_batch, ValueError)
+    max_batch = _lane_batch(model, segment_length, "encode", max_batch)
     data: list[list[np.ndarray]] = []
     layouts: list[list[tuple[int, int]]] = []
     for planes in chunks:
@@ -125,7 +128,7 @@ def decode_planes(
     layouts: Sequence[Sequence[tuple[int, int]]],
     segment_length: int,
     *,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
 ) -> list[list[np.ndarray]]:
     """Inverse of :func:`encode_planes`: ``layouts[c]`` lists chunk ``c``'s ``(length, kind)``.
 
@@ -139,6 +142,7 @@ def decode_planes(
     if len(bodies) != len(layouts):
         raise ValueError(f"{len(bodies)} bodies but {len(layouts)} layouts")
     _check_params(model, segment_length, max_batch, CorruptChunkError)
+    max_batch = _lane_batch(model, segment_length, "decode", max_batch)
 
     # Validate every body against its layout before allocating anything sized by the layout.
     lanes: list[_Lane] = []
@@ -199,14 +203,22 @@ def decode_planes(
 
 
 def _check_params(
-    model: FrequencyModel, segment_length: int, max_batch: int, error: type[Exception]
+    model: FrequencyModel, segment_length: int, max_batch: int | None, error: type[Exception]
 ) -> None:
     if not isinstance(segment_length, (int, np.integer)) or not (
         1 <= segment_length <= model.context_length
     ):
         raise error(f"segment_length {segment_length} not in [1, {model.context_length}]")
-    if max_batch < 1:
+    if max_batch is not None and max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+
+
+def _lane_batch(model: FrequencyModel, segment_length: int, purpose: str, max_batch: int | None) -> int:
+    """``max_batch`` if given, else the model's preferred lanes per batch (speed/memory only)."""
+    if max_batch is not None:
+        return max_batch
+    pick = getattr(model, "lane_batch", None)
+    return max(1, int(pick(segment_length, purpose))) if pick is not None else DEFAULT_MAX_BATCH
 
 
 def _count_lanes(layout: Sequence[tuple[int, int]], segment_length: int) -> int:

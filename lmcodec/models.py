@@ -168,3 +168,32 @@ def register_model(weights, name: str, training: dict, description: str = "", di
         manifest["default"] = name
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+def rebuild_graphs(name: str, directory: Path | None = None) -> dict:
+    """Re-export model ``name``'s two ONNX graphs from its ``weights.npz`` with the current
+    exporter and record their new sha256 in the manifest (default directory: the shipped
+    onnx_models/). The model id, a digest of the integer weights, is unchanged: an exporter
+    change may make the graphs faster, never change their integers (tests prove it).
+    Returns the updated manifest entry."""
+    from lmcodec.model.export import build_full_graph, build_step_graph
+    from lmcodec.model.weights import IntegerWeights
+
+    directory = Path(directory or SHIPPED_DIR)
+    manifest = read_manifest(directory)
+    entry = manifest["models"][name]
+    weights_path = directory / entry["files"]["weights"]["path"]
+    if _sha256(weights_path) != entry["files"]["weights"]["sha256"]:
+        raise ModelIntegrityError(f"model {name}: {weights_path} does not match its sha256 in the manifest")
+    weights = IntegerWeights.from_bytes(weights_path.read_bytes())
+    if weights.digest()[:8].hex() != entry["model_id"]:
+        raise ModelIntegrityError(f"model {name}: weights digest does not match the model id {entry['model_id']}")
+    for role, build in (("full", build_full_graph), ("step", build_step_graph)):
+        blob = build(weights).SerializeToString()
+        (directory / entry["files"][role]["path"]).write_bytes(blob)
+        entry["files"][role]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == name]:
+            del _cache[key]
+    return entry

@@ -2,12 +2,15 @@
 the codec uses.
 
 Sessions are created lazily, once per model and device, and shared (``InferenceSession.run`` is
-thread-safe). Exactness does not depend on any session setting: thread count, batch size,
+thread-safe): each CPU core runs its own single-threaded call on a share of the rows or lanes.
+Exactness does not depend on any session setting: thread count, batch size, cache block size,
 graph optimisation level and execution provider all give the same integers (tests prove it).
+docs/performance.md has measurements and tuning advice.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -16,7 +19,22 @@ import numpy as np
 from lmcodec.model.spec import ModelConfig
 
 _TOKENS_PER_RUN = 8192
-"""Full-graph mini-batch size in tokens: bounds the attention buffers (B * H * n * n floats)."""
+"""Full-graph mini-batch size in tokens (the output alone is 1 KiB per token)."""
+_SCORES_PER_RUN = 1 << 24
+"""Full-graph mini-batches also keep each attention tensor (B * H * n * n floats) <= 64 MiB."""
+ENCODE_BATCH_BYTES = 64 << 20
+"""Lanes per encode batch: as many as keep the batch's frequency tables (1 KiB per byte) within
+this budget (at least 64)."""
+DECODE_CACHE_BYTES = 128 << 20
+"""Lanes per decode batch: as many as keep the float32 KV cache within this budget (64 to 4096).
+More lanes amortise the per-step session overhead over more bytes."""
+
+
+def cache_block(context_length: int) -> int:
+    """Positions per block of the step decoder's KV cache (any value gives the same output):
+    32, or 64 for contexts of 512 and more (measured fastest on a 2-core Zen 4: fewer, larger
+    per-lane products against less masked waste in the last block)."""
+    return 64 if context_length >= 512 else 32
 
 
 def available_devices() -> list[str]:
@@ -43,13 +61,17 @@ def _providers(device: str) -> list:
 class OnnxFrequencyModel:
     """Full-sequence and step graphs of one model on one device.
 
-    ``threads`` (onnxruntime intra-op threads, 0 = onnxruntime's default) and
-    ``optimize`` (graph optimisations on/off) exist for tests and tuning; they never change
-    the output.
+    ``threads``: CPU cores to use (``None``: the environment variable ``LMCODEC_NUM_THREADS``,
+    else all cores). Work is parallelised across independent rows/lanes: each core runs its own
+    single-threaded onnxruntime call on a share of the rows (encode) or lanes (decode), which
+    scales better than onnxruntime's intra-op threads on these many small operators.
+    ``optimize`` (graph optimisations on/off) exists for tests. Neither changes the output.
     """
 
     def __init__(self, full_path: Path, step_path: Path, config: ModelConfig, model_id: bytes,
-                 device: str = "auto", threads: int = 0, optimize: bool = True) -> None:
+                 device: str = "auto", threads: int | None = None, optimize: bool = True) -> None:
+        if threads is None:
+            threads = int(os.environ.get("LMCODEC_NUM_THREADS", "0") or 0)
         self.full_path, self.step_path = Path(full_path), Path(step_path)
         self.config = config
         self.context_length = config.context_length
@@ -60,12 +82,26 @@ class OnnxFrequencyModel:
         self._lock = threading.Lock()
         self._full = None
         self._step = None
+        self._pool = None
+        self._pool_pid = 0
+        self._on_gpu: bool | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        if self._on_gpu is None:
+            self._on_gpu = self.device == "cuda" or (self.device == "auto" and "cuda" in available_devices())
+        return self._on_gpu
+
+    @property
+    def workers(self) -> int:
+        """Concurrent single-threaded runs (1 on CUDA: the GPU parallelises inside a run)."""
+        return 1 if self.on_gpu else max(1, self.threads or os.cpu_count() or 1)
 
     def _session(self, path: Path):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = (
             ort.GraphOptimizationLevel.ORT_ENABLE_ALL if self.optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -79,6 +115,21 @@ class OnnxFrequencyModel:
                 self._step = self._session(self.step_path)
         return self._full, self._step
 
+    def parallel(self, fn, items: list) -> list:
+        """``[fn(x) for x in items]``, spread over :attr:`workers` threads (onnxruntime releases
+        the GIL while it runs)."""
+        if self.workers == 1 or len(items) < 2:
+            return [fn(x) for x in items]
+        with self._lock:
+            # a forked child inherits the pool object but not its threads: make a new one
+            if self._pool is None or self._pool_pid != os.getpid():
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lmcodec-ort")
+                self._pool_pid = os.getpid()
+            pool = self._pool
+        return list(pool.map(fn, items))
+
     def full_freqs(self, tokens: np.ndarray) -> np.ndarray:
         """int64 ``[B, n]`` -> int32 ``[B, n, 256]``, run in mini-batches of whole rows."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
@@ -89,38 +140,94 @@ class OnnxFrequencyModel:
         if b == 0 or n == 0:
             return out
         full, _ = self._sessions()
-        rows = max(1, _TOKENS_PER_RUN // n)
-        for i in range(0, b, rows):
-            out[i:i + rows] = full.run(["freqs"], {"tokens": tokens[i:i + rows]})[0]
+        rows = max(1, min(_TOKENS_PER_RUN // n, _SCORES_PER_RUN // (self.config.n_heads * n * n)))
+        rows = min(rows, -(-b // self.workers))  # at least one mini-batch per worker
+
+        def run(i: int) -> None:
+            if not self.on_gpu:  # the CPU session writes straight into ``out`` (no copy)
+                part = out[i:i + rows]
+                binding = full.io_binding()
+                binding.bind_cpu_input("tokens", tokens[i:i + rows])
+                binding.bind_output("freqs", "cpu", 0, np.int32, list(part.shape), part.ctypes.data)
+                full.run_with_iobinding(binding)
+            else:
+                out[i:i + rows] = full.run(["freqs"], {"tokens": tokens[i:i + rows]})[0]
+
+        self.parallel(run, list(range(0, b, rows)))
         return out
 
     def decoder(self, batch: int) -> "OnnxStepDecoder":
         return OnnxStepDecoder(self, batch)
 
+    def cache_bytes_per_lane(self) -> int:
+        """float32 KV cache of one decoder lane (keys and values, all layers, whole context)."""
+        cfg = self.config
+        block = cache_block(cfg.context_length)
+        positions = -(-cfg.context_length // block) * block
+        return 2 * cfg.n_layers * positions * cfg.d_model * 4
+
+    def lane_batch(self, segment_length: int, purpose: str) -> int:
+        """Lanes per model batch for :mod:`lmcoding` (``purpose``: ``"encode"``/``"decode"``).
+
+        Never changes the output (lanes are independent), only speed and memory."""
+        if purpose == "encode":
+            return max(64, ENCODE_BATCH_BYTES // (1024 * max(1, segment_length)))
+        return int(min(4096, max(64, DECODE_CACHE_BYTES // self.cache_bytes_per_lane())))
+
+
+class _LaneGroup:
+    """KV cache of a contiguous range of lanes: one pre-allocated float32 buffer per layer and
+    kind, block-major as the step graph expects (keys ``[NB, b, H, Dh, blk]``, values
+    ``[NB, b, H, blk, Dh]``, position ``j`` in block ``j // blk``)."""
+
+    def __init__(self, cfg: ModelConfig, lanes: slice, block: int) -> None:
+        n_blocks = -(-cfg.context_length // block)
+        b = lanes.stop - lanes.start
+        h, dh = cfg.n_heads, cfg.head_dim
+        self.lanes = lanes
+        self.k = [np.zeros((n_blocks, b, h, dh, block), dtype=np.float32) for _ in range(cfg.n_layers)]
+        self.v = [np.zeros((n_blocks, b, h, block, dh), dtype=np.float32) for _ in range(cfg.n_layers)]
+
 
 class OnnxStepDecoder:
-    """Advances ``batch`` lanes one position per :meth:`step`, keeping the KV cache in two
-    pre-allocated int8 buffers ``[T, L, B, H, Dh]``: each step passes the contiguous prefix
-    ``cache[:pos]`` (no copy) and writes the new keys/values into ``cache[pos]``."""
+    """Advances ``batch`` lanes one position per :meth:`step`.
 
-    def __init__(self, model: OnnxFrequencyModel, batch: int) -> None:
+    Lanes are split into one group per worker thread; each group's step is one single-threaded
+    session run on its own cache (see :class:`_LaneGroup`): it passes the contiguous prefix of
+    the blocks in use (no copy) and writes the new keys/values in place. float32 instead of int8
+    costs 4x the memory but saves converting the whole cache at every step.
+    """
+
+    def __init__(self, model: OnnxFrequencyModel, batch: int, block: int | None = None) -> None:
         cfg = model.config
         _, self._session = model._sessions()
-        shape = (cfg.context_length, cfg.n_layers, batch, cfg.n_heads, cfg.head_dim)
-        self._k = np.zeros(shape, dtype=np.int8)
-        self._v = np.zeros(shape, dtype=np.int8)
+        self._model = model
+        block = cache_block(cfg.context_length) if block is None else block
+        self.block = block = max(1, min(block, cfg.context_length))
+        parts = max(1, min(model.workers, batch))
+        bounds = [batch * i // parts for i in range(parts + 1)]
+        self._groups = [_LaneGroup(cfg, slice(lo, hi), block) for lo, hi in zip(bounds, bounds[1:])]
+        self.context_length = cfg.context_length
         self.batch = batch
         self.pos = 0
 
+    def _run(self, group: _LaneGroup, tokens: np.ndarray, p: int) -> np.ndarray:
+        nb, offset = divmod(p, self.block)
+        feeds = {"token": tokens[group.lanes], "pos": np.array(p, dtype=np.int64)}
+        for layer, (k, v) in enumerate(zip(group.k, group.v)):
+            feeds[f"past_k{layer}"] = k[: nb + 1]
+            feeds[f"past_v{layer}"] = v[: nb + 1]
+        freqs, new_k, new_v = self._session.run(None, feeds)
+        for layer, (k, v) in enumerate(zip(group.k, group.v)):
+            k[nb, :, :, :, offset] = new_k[layer]
+            v[nb, :, :, offset, :] = new_v[layer]
+        return freqs
+
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        if self.pos >= self._k.shape[0]:
+        p = self.pos
+        if p >= self.context_length:
             raise ValueError("step decoder is past the model's context length")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(self.batch)
-        p = self.pos
-        freqs, new_k, new_v = self._session.run(
-            None, {"token": tokens, "pos": np.array(p, dtype=np.int64), "past_k": self._k[:p], "past_v": self._v[:p]}
-        )
-        self._k[p] = new_k
-        self._v[p] = new_v
+        parts = self._model.parallel(lambda group: self._run(group, tokens, p), self._groups)
         self.pos += 1
-        return freqs
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

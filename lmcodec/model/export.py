@@ -1,21 +1,48 @@
 """ONNX export: the full-sequence graph (encode path) and the incremental step graph with a KV
 cache (decode path), both built from the same :class:`IntegerWeights`.
 
-Only exact float32 operations on integer values appear: MatMul/Add/Sub/Mul by powers of two,
-Floor, Clip, Min/Max, ReduceMax/ReduceSum, Gather (lookup tables), one float Div written so it
-cannot round across an integer, and an int32 Div for the final normalisation. No int8 kernels
-(MatMulInteger/QLinear*), no Softmax/Exp/Erf/Sqrt/LayerNormalization.
+Only exact operations on integer values appear: float32 MatMul/Add/Sub/Max/Clip/Floor,
+ReduceMax/ReduceSum, Mul by powers of two, rank-1 GatherElements (lookup tables), Gather
+(embedding rows, per-position norm factors), one float32 Div and one float64 Div, Cast,
+ArgMin, ScatterElements, and data movement (Slice, Split, Concat, Reshape, Transpose). No int8
+kernels (MatMulInteger/QLinear*), no Softmax/Exp/Erf/Sqrt/LayerNormalization. docs/performance.md
+explains the speed-related choices.
 
-Graph interfaces (opset 17)::
+Graph interfaces (opset 17; ``L`` layers, ``H`` heads, ``Dh`` head width)::
 
-    full:  tokens int64 [B, n]                      -> freqs int32 [B, n, 256]
-    step:  token int64 [B], pos int64 [],            -> freqs int32 [B, 256],
-           past_k int8 [pos, L, B, H, Dh],              new_k int8 [L, B, H, Dh],
-           past_v int8 [pos, L, B, H, Dh]               new_v int8 [L, B, H, Dh]
+    full:  tokens int64 [B, n]  ->  freqs int32 [B, n, 256]
 
-``pos`` is the index of ``token`` in its segment; ``past_*[j]`` holds the keys/values of position
-``j < pos``. The cache is position-major so that a runtime can pass ``cache[:pos]`` of a
-pre-allocated buffer without a copy and write ``new_*`` into ``cache[pos]``.
+    step:  token   int64   [B]                     ->  freqs int32   [B, 256]
+           pos     int64   []                          new_k float32 [L, B, H, Dh]
+           past_k{l} float32 [nb, B, H, Dh, blk]       new_v float32 [L, B, H, Dh]
+           past_v{l} float32 [nb, B, H, blk, Dh]       (one past_k/past_v pair per layer l)
+
+``pos`` is the index of ``token`` in its segment. The cache is *block-major*: position ``j``
+lives in block ``j // blk`` at offset ``j % blk`` (keys stored transposed, ready for
+``q @ K``), so a runtime keeps one pre-allocated buffer per layer and passes its first
+``nb = pos // blk + 1`` blocks, a contiguous prefix, without any copy; it then writes ``new_*``
+at position ``pos``. Cache slots at positions ``>= pos`` (not yet written, or left over from an
+earlier segment) are masked, so their content only has to be finite values in the int8 range.
+The block size ``blk`` is the runtime's choice (any value >= 1; it does not change the output).
+
+Exactness argument, in short (docs/model.md has the bound proof of the integer semantics)
+-------------------------------------------------------------------------------------------
+Every tensor holds integers, or integers times a fixed power of two ``2**-k`` ("dyadic"
+values). float32 represents ``m * 2**-k`` exactly for ``|m| < 2**24``, and a sum of such values
+with the same ``k`` is exact whenever every partial sum's ``|m|`` stays below ``2**24`` — which
+:func:`lmcodec.model.spec.check_bounds` proves for the integers, whatever the summation order.
+So scaling a weight matrix by ``2**-s`` turns ``floor((x @ W) / 2**s)`` into
+``Floor(MatMul(x, W * 2**-s))`` with the same bounds and no extra pass; the same folding is
+used for the attention and output shifts. :func:`graph_bounds` checks the few bounds that are
+specific to this graph (additive causal mask, lookup-table lengths, offset GELU index).
+
+* float -> int ``Cast`` truncates toward zero (ONNX/onnxruntime ``static_cast`` semantics), so on
+  a non-negative value it *is* ``floor``; it is only applied to non-negative values.
+* ``floor(a / b)`` for integers ``0 <= a < 2**24`` and ``b >= 1`` is ``Floor(Div(a, b))`` in
+  float32 with IEEE (correctly rounded) division: if ``a/b`` is an integer it is representable
+  and returned exactly; otherwise it is at least ``1/b`` away from every integer while the
+  rounding error is at most ``2**-24 * a/b < 1/b``. The same argument in float64 covers
+  ``a < 2**53``.
 """
 
 from __future__ import annotations
@@ -28,13 +55,16 @@ from lmcodec.frequency_model import N_SYMBOLS
 from lmcodec.model.spec import (
     ACT_MAX,
     ATT_LUT_SIZE,
+    BIAS_MAX,
+    FLOAT32_EXACT,
     FREQ_SPREAD,
     HID_MAX,
-    MASK_VALUE,
     NORM_SHIFT,
     OUT_LUT_SIZE,
+    POS_BIAS_MAX,
     PROB_BITS,
     RES_MAX,
+    ModelConfig,
     attention_exp_table,
     gelu_table,
     inverse_norm_table,
@@ -43,6 +73,52 @@ from lmcodec.model.spec import (
 from lmcodec.model.weights import IntegerWeights
 
 OPSET = 17
+
+ADDITIVE_MASK = -float(1 << 23)
+"""Added (instead of the position bias) to the scores of future / unwritten positions. Any
+allowed score exceeds any masked one, so the row maximum is an allowed score, and a masked
+score's distance to it indexes a zero entry of the attention table (see :func:`graph_bounds`)."""
+
+MAX_LUT_ENTRIES = 1 << 16
+"""Longest "wide" lookup table: a table that covers every reachable index needs no clamp."""
+
+
+def graph_bounds(cfg: ModelConfig) -> dict[str, int]:
+    """Bounds (beyond :func:`~lmcodec.model.spec.check_bounds`) that the graphs rely on.
+
+    Returns the table lengths and worst magnitudes; raises ValueError if one is violated.
+    """
+    qk = cfg.head_dim * ACT_MAX * ACT_MAX  # |q . k|
+    allowed_max = qk + POS_BIAS_MAX  # |allowed score|
+    masked_max = qk - int(ADDITIVE_MASK)  # masked score lies in [-masked_max, qk + mask]
+    logits = cfg.d_model * ACT_MAX * ACT_MAX + BIAS_MAX
+    hid = cfg.d_model * ACT_MAX * ACT_MAX + BIAS_MAX
+    out = {
+        # z = rowmax - score over allowed and masked scores
+        "attention_z": allowed_max + masked_max,
+        # a masked score is at least this far below the (allowed) row maximum
+        "attention_masked_gap": -int(ADDITIVE_MASK) - qk - allowed_max,
+        "output_z": 2 * logits,
+        # FFN pre-activation offset by HID_MAX * 2**shift so that the table index is >= 0
+        "ffn_offset_acc": hid + (HID_MAX << cfg.shift_ff_in),
+    }
+    for name in ("attention_z", "output_z", "ffn_offset_acc"):
+        if out[name] >= FLOAT32_EXACT:
+            raise ValueError(f"model config breaks a graph bound: {name} can reach {out[name]} >= 2**24")
+    if qk - int(-ADDITIVE_MASK) >= -allowed_max:
+        raise ValueError("model config breaks a graph bound: masked scores can reach allowed ones")
+    if out["attention_masked_gap"] >> cfg.shift_att < ATT_LUT_SIZE - 1:
+        raise ValueError("model config breaks a graph bound: masked scores miss the zero table entry")
+    out["attention_lut"] = (out["attention_z"] >> cfg.shift_att) + 1
+    out["output_lut"] = (out["output_z"] >> cfg.shift_logits) + 1
+    return out
+
+
+def _wide_table(table: np.ndarray, length: int) -> np.ndarray:
+    """``table[min(k, len(table) - 1)]`` for ``k < length``: a clamp baked into the table."""
+    if length <= len(table):
+        return table[:length].copy()
+    return np.concatenate([table, np.full(length - len(table), table[-1], dtype=table.dtype)])
 
 
 class _GraphBuilder:
@@ -53,18 +129,22 @@ class _GraphBuilder:
         self.initializers: list[onnx.TensorProto] = []
         self._consts: dict[tuple, str] = {}
         self._count = 0
+        self._tensor_names: set[str] = set()
 
     def _name(self, hint: str) -> str:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
-        out = self._name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
-        return out
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, outputs: int = 1, **attrs):
+        names = [self._name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
 
     def tensor(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(array, name))
+        """An initializer; adding the same name again reuses the first one."""
+        if name not in self._tensor_names:
+            self._tensor_names.add(name)
+            self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def const(self, value, dtype=np.float32) -> str:
@@ -74,92 +154,177 @@ class _GraphBuilder:
             self._consts[key] = self.tensor(self._name("c"), array)
         return self._consts[key]
 
+    def ints(self, *values: int) -> str:
+        return self.const(list(values), np.int64)
+
     # -- exact integer building blocks ------------------------------------------------------
-    def shift_floor(self, x: str, shift: int) -> str:
-        """floor(x / 2**shift): a power-of-two scaling is exact, then Floor."""
-        return self.op("Floor", self.op("Mul", x, self.const(2.0 ** -shift)))
+    def scale(self, x: str, shift: int) -> str:
+        """``x * 2**-shift``: exact for dyadic values (no rounding, the mantissa is kept)."""
+        return self.op("Mul", x, self.const(2.0 ** -shift))
 
-    def clip(self, x: str, bound: float) -> str:
-        return self.op("Clip", x, self.const(-bound), self.const(bound))
+    def clip(self, x: str, low: float, high: float) -> str:
+        return self.op("Clip", x, self.const(low), self.const(high))
 
-    def lookup(self, table: str, index_float: str) -> str:
-        """table[index] for a float tensor holding non-negative in-range integers."""
-        return self.op("Gather", table, self.op("Cast", index_float, to=TensorProto.INT64))
+    def lookup(self, table: str, index: str) -> str:
+        """``table[index]`` elementwise for an int32 index tensor of any shape.
 
-    def reduce_max(self, x: str) -> str:
-        return self.op("ReduceMax", x, axes=[-1], keepdims=1)
+        GatherElements on the flattened index: onnxruntime's rank-1 GatherElements is a plain
+        loop (about 2 ns per element here) while Gather copies one element per memcpy (about
+        12 ns); the two Reshapes are free.
+        """
+        flat = self.op("GatherElements", table, self.op("Reshape", index, self.ints(-1)), axis=0)
+        return self.op("Reshape", flat, self.op("Shape", index), allowzero=1)  # empty pieces stay empty
 
-    def reduce_sum(self, x: str) -> str:
-        return self.op("ReduceSum", x, self.const([-1], np.int64), keepdims=1)
+    def floor_index(self, x: str) -> str:
+        """int32 ``floor(x)`` of a non-negative float tensor (Cast truncates toward zero)."""
+        return self.op("Cast", x, to=TensorProto.INT32)
+
+    def reduce_max(self, x: str, axes=(-1,)) -> str:
+        return self.op("ReduceMax", x, axes=list(axes), keepdims=1)
+
+    def reduce_sum(self, x: str, axes=(-1,), keepdims: int = 1) -> str:
+        return self.op("ReduceSum", x, self.ints(*axes), keepdims=keepdims)
+
+    def dim(self, x: str, axis: int) -> str:
+        """Length of ``x`` along ``axis`` as an int64 ``[1]`` tensor."""
+        return self.op("Gather", self.op("Shape", x), self.ints(axis), axis=0)
 
 
 class _ModelGraph:
-    """The layers of the model, expressed once for both graphs."""
+    """The layers of the model, expressed once for both graphs.
+
+    Activations are ``[B, n, D]`` (``n = 1`` in the step graph); attention tensors are
+    ``[B, H, n, ...]``.
+    """
 
     def __init__(self, g: _GraphBuilder, weights: IntegerWeights) -> None:
         self.g = g
         self.w = weights
-        self.cfg = weights.config
-        self.inv = g.tensor("lut_inverse_norm", inverse_norm_table())
-        self.att_exp = g.tensor("lut_attention_exp", attention_exp_table())
-        self.out_exp = g.tensor("lut_output_exp", output_exp_table())
+        self.cfg = cfg = weights.config
+        self.bounds = graph_bounds(cfg)
+        # INV[m] * 2**-15: the norm's product r * INV[m] < 2**22 is an integer, so the scaled
+        # product is exact; INV[0] = INV[1] stands for max(m, 1).
+        self.inv = g.tensor("lut_inverse_norm", inverse_norm_table() * np.float32(2.0 ** -NORM_SHIFT))
+        att = attention_exp_table() * np.float32(1 << PROB_BITS)  # e * 2**10 <= 2**18
+        self.att_clamp = self.bounds["attention_lut"] > MAX_LUT_ENTRIES
+        self.att_exp = g.tensor("lut_attention_exp", att if self.att_clamp else _wide_table(att, self.bounds["attention_lut"]))
+        out = output_exp_table().astype(np.float64) * FREQ_SPREAD  # e * 65280 < 2**28, exact in float64
+        self.out_clamp = self.bounds["output_lut"] > MAX_LUT_ENTRIES
+        self.out_exp = g.tensor("lut_output_exp", out if self.out_clamp else _wide_table(out, self.bounds["output_lut"]))
         self.gelu = g.tensor("lut_gelu", gelu_table())
 
-    def param(self, name: str) -> str:
-        return self.g.tensor(name, self.w[name].astype(np.float32))
+    def param(self, name: str, shift: int = 0, offset: float = 0.0) -> str:
+        """Weight ``(w + offset) * 2**-shift`` as float32 (exact: integers < 2**24, dyadic)."""
+        value = (self.w[name].astype(np.float64) + offset) * 2.0 ** -shift
+        return self.g.tensor(name, value.astype(np.float32))
 
+    # -- blocks -------------------------------------------------------------------------------
     def absmax_norm(self, r: str) -> str:
+        """``floor(r * INV[max|r|] / 2**15)`` in [-127, 127], one row per position."""
         g = self.g
-        m = g.op("Max", g.reduce_max(g.op("Abs", r)), g.const(1.0))
-        return g.shift_floor(g.op("Mul", r, g.lookup(self.inv, m)), NORM_SHIFT)
+        m = g.floor_index(g.reduce_max(g.op("Abs", r)))  # an integer already: the cast is exact
+        return g.op("Floor", g.op("Mul", r, g.op("Gather", self.inv, m)))
 
-    def linear(self, x: str, weight: str, shift: int, bound: float, bias: str | None = None) -> str:
+    def affine(self, x: str, weight: str, bias: str, width: int) -> str:
+        """``x @ W + b`` on ``[B, n, K]``, flattened to 2-D so that onnxruntime fuses the MatMul
+        and the Add into one Gemm (the bias initialises the accumulator: the partial sums stay
+        within the same bound ``|x @ W| + |b|``)."""
         g = self.g
-        acc = g.op("MatMul", x, self.param(weight))
-        if bias is not None:
-            acc = g.op("Add", acc, self.param(bias))
-        return g.clip(g.shift_floor(acc, shift), bound)
+        out_shape = g.op("Concat", g.op("Slice", g.op("Shape", x), g.ints(0), g.ints(2)), g.ints(-1), axis=0)  # [B, n, -1]
+        acc = g.op("Add", g.op("MatMul", g.op("Reshape", x, g.ints(-1, width)), weight), bias)
+        return g.op("Reshape", acc, out_shape)
 
-    def attention_probs(self, scores: str) -> str:
-        """Integer softmax over the last axis: floor(e * 2**10 / sum(e)) as
-        floor((2 * e * 2**10 + 1) / (2 * sum(e))), a float quotient that is never an integer."""
+    def linear(self, x: str, weight: str, shift: int, bound: float) -> str:
+        """``clip(floor((x @ W) / 2**shift), -bound, bound)``."""
         g = self.g
-        z = g.op("Sub", g.reduce_max(scores), scores)
-        index = g.op("Min", g.op("Floor", g.op("Mul", z, g.const(2.0 ** -self.cfg.shift_att))), g.const(ATT_LUT_SIZE - 1.0))
-        e = g.lookup(self.att_exp, index)
-        numerator = g.op("Add", g.op("Mul", e, g.const(2.0 ** (PROB_BITS + 1))), g.const(1.0))
-        denominator = g.op("Mul", g.reduce_sum(e), g.const(2.0))
-        return g.op("Floor", g.op("Div", numerator, denominator))
+        return g.clip(g.op("Floor", g.op("MatMul", x, self.param(weight, shift))), -bound, bound)
 
     def residual_add(self, r: str, delta: str) -> str:
-        return self.g.clip(self.g.op("Add", r, delta), RES_MAX)
+        return self.g.clip(self.g.op("Add", r, delta), -RES_MAX, RES_MAX)
 
-    def feed_forward(self, r: str, layer: int) -> str:
+    def qkv(self, r: str, layer: int, single_position: bool = False) -> tuple[str, str, str]:
+        """Per-head q (scaled by ``2**-shift_att``), k, v: ``[B, H, n, Dh]`` each.
+
+        The weight's columns are regrouped per head as (q | k | v) of head 0, then head 1, ...
+        (taken from the (q | k | v, head-major) weight). For ``n`` positions,
+        ``x [B, 1, n, D] @ W [H, D, 3 Dh]`` yields the heads directly (no Transpose); for a
+        single position (step graph) one 2-D product ``[B, 1, D] @ [D, H * 3 Dh]`` followed by a
+        free Reshape to ``[B, H, 1, 3 Dh]`` avoids ``B * H`` tiny products.
+        """
+        g, cfg = self.g, self.cfg
+        h, dh, d = cfg.n_heads, cfg.head_dim, cfg.d_model
+        w = self.w[f"l{layer}.wqkv"].astype(np.float64).reshape(d, 3, h, dh).transpose(2, 0, 1, 3)  # [H, D, 3, Dh]
+        w = (w.reshape(h, d, 3 * dh) * 2.0 ** -cfg.shift_qkv).astype(np.float32)
+        x = self.absmax_norm(r)
+        if single_position:
+            weight = g.tensor(f"l{layer}.wqkv_heads", np.ascontiguousarray(w.transpose(1, 0, 2).reshape(d, h * 3 * dh)))
+            acc = g.op("Reshape", g.op("MatMul", x, weight), g.ints(0, h, 1, 3 * dh))
+        else:
+            weight = g.tensor(f"l{layer}.wqkv_heads", w)
+            acc = g.op("MatMul", g.op("Unsqueeze", x, g.ints(1)), weight)
+        qkv = g.clip(g.op("Floor", acc), -ACT_MAX, ACT_MAX)  # [B, H, n, 3 Dh]
+        q, k, v = g.op("Split", qkv, g.ints(dh, dh, dh), axis=-1, outputs=3)
+        return g.scale(q, cfg.shift_att), k, v
+
+    def exp_numerators(self, z: str) -> str:
+        """``E[floor(z)] * 2**10`` for scaled score gaps ``z = (max - s) * 2**-shift_att >= 0``."""
         g = self.g
-        hid = self.linear(self.absmax_norm(r), f"l{layer}.w1", self.cfg.shift_ff_in, HID_MAX, bias=f"l{layer}.b1")
-        act = g.lookup(self.gelu, g.op("Add", hid, g.const(float(HID_MAX))))
-        return self.residual_add(r, self.linear(act, f"l{layer}.w2", self.cfg.shift_ff_out, RES_MAX))
+        index = g.floor_index(z)
+        if self.att_clamp:
+            index = g.op("Min", index, g.const(ATT_LUT_SIZE - 1, np.int32))
+        return g.lookup(self.att_exp, index)
+
+    def divide(self, numerators: str, sums: str) -> str:
+        """``floor(e * 2**10 / sum(e))``: numerators ``e * 2**10 <= 2**18 < 2**24`` and
+        ``sums = sum(e * 2**10)`` (multiples of 2**10 with ``sum(e) <= T * 256 < 2**24``, exact),
+        so ``sums * 2**-10 = sum(e)`` exactly and the IEEE quotient floors correctly."""
+        g = self.g
+        return g.op("Floor", g.op("Div", numerators, g.scale(sums, PROB_BITS)))
 
     def attention_output(self, r: str, o: str, layer: int) -> str:
-        """o: [B, n, D] heads' outputs already rescaled to int8."""
-        return self.residual_add(r, self.linear(o, f"l{layer}.wo", self.cfg.shift_attn_out, RES_MAX))
+        """``o``: ``[B, H, n, Dh]`` sums ``p @ v`` (``|.| <= 2**10 * 127``) -> residual update."""
+        g, cfg = self.g, self.cfg
+        o = g.op("Floor", g.scale(o, PROB_BITS))
+        o = g.op("Reshape", g.op("Transpose", o, perm=[0, 2, 1, 3]), g.ints(0, 0, cfg.d_model))
+        return self.residual_add(r, self.linear(o, f"l{layer}.wo", cfg.shift_attn_out, RES_MAX))
+
+    def feed_forward(self, r: str, layer: int) -> str:
+        """GELU table index ``clip(floor((x @ W1 + b1) / 2**s), -511, 511) + 511`` computed as
+        ``Cast(Clip(x @ (W1 * 2**-s) + (b1 + 511 * 2**s) * 2**-s, 0, 1022))``: the offset keeps
+        the accumulator below 2**24 (:func:`graph_bounds`), clipping to integer bounds commutes
+        with floor, and the clipped value is non-negative so the Cast floors it."""
+        g, cfg = self.g, self.cfg
+        s = cfg.shift_ff_in
+        acc = self.affine(self.absmax_norm(r), self.param(f"l{layer}.w1", s),
+                          self.param(f"l{layer}.b1", s, offset=float(HID_MAX << s)), cfg.d_model)
+        act = g.lookup(self.gelu, g.floor_index(g.clip(acc, 0.0, 2.0 * HID_MAX)))
+        return self.residual_add(r, self.linear(act, f"l{layer}.w2", cfg.shift_ff_out, RES_MAX))
 
     def frequencies(self, r: str) -> str:
-        """Final norm, logits and the integer frequency table (int32, rows sum to 2**16)."""
-        g = self.g
-        logits = g.op("Add", g.op("MatMul", self.absmax_norm(r), self.param("w_out")), self.param("b_out"))
-        z = g.op("Sub", g.reduce_max(logits), logits)
-        index = g.op("Min", g.op("Floor", g.op("Mul", z, g.const(2.0 ** -self.cfg.shift_logits))), g.const(OUT_LUT_SIZE - 1.0))
-        e = g.lookup(self.out_exp, index)
-        # the most likely symbol (lowest index on ties) gets the rounding remainder
-        key = g.op("Add", g.op("Mul", e, g.const(float(N_SYMBOLS))), g.const(np.arange(N_SYMBOLS - 1, -1, -1)))
-        top = g.op("Cast", g.op("Equal", key, g.reduce_max(key)), to=TensorProto.FLOAT)
-        e_int = g.op("Cast", e, to=TensorProto.INT32)
-        total = g.op("Cast", g.reduce_sum(e), to=TensorProto.INT32)
-        share = g.op("Cast", g.op("Div", g.op("Mul", e_int, g.const(FREQ_SPREAD, np.int32)), total), to=TensorProto.FLOAT)
-        remainder = g.op("Sub", g.const(float(FREQ_SPREAD)), g.reduce_sum(share))
-        freqs = g.op("Add", g.op("Add", share, g.const(1.0)), g.op("Mul", top, remainder))
-        return g.op("Cast", freqs, to=TensorProto.INT32)
+        """Final norm, logits and the int32 frequency table (rows sum to 2**16).
+
+        * ``z = (max - logits) * 2**-shift_logits`` (weights pre-scaled), ``idx = floor(z)``;
+        * ``A = E[idx] * 65280`` from a float64 table (< 2**28), ``sum(A) = 65280 * sum(E)``
+          (< 2**37, exact), so ``sum(E)`` is an exact float64 quotient and
+          ``floor(A / sum(E))`` an exact float64 Div (numerator < 2**53) floored by the Cast;
+        * the remainder ``65280 - sum(floor)`` goes to the first index with ``idx = 0``, which
+          is the reference's first maximal ``E`` (``E[0]`` is the unique largest entry).
+        """
+        g, cfg = self.g, self.cfg
+        s = cfg.shift_logits
+        logits = self.affine(self.absmax_norm(r), self.param("w_out", s), self.param("b_out", s), cfg.d_model)
+        index = g.floor_index(g.op("Sub", g.reduce_max(logits), logits))
+        if self.out_clamp:
+            index = g.op("Min", index, g.const(OUT_LUT_SIZE - 1, np.int32))
+        a = g.lookup(self.out_exp, index)
+        total = g.op("Div", g.reduce_sum(a), g.const(float(FREQ_SPREAD), np.float64))
+        share = g.floor_index(g.op("Div", a, total))  # int32 floor(e * 65280 / sum(e))
+        # sum of the shares (<= 65280, exact) in float32: onnxruntime's int32 ReduceSum is scalar
+        shares_sum = g.reduce_sum(g.op("Cast", share, to=TensorProto.FLOAT))
+        remainder = g.op("Cast", g.op("Sub", g.const(float(FREQ_SPREAD)), shares_sum), to=TensorProto.INT32)
+        freqs = g.op("Add", share, g.const(1, np.int32))
+        top = g.op("ArgMin", index, axis=-1, keepdims=1)
+        return g.op("ScatterElements", freqs, top, remainder, axis=-1, reduction="add")
 
 
 def _finish(g: _GraphBuilder, name: str, inputs: list, outputs: list, weights: IntegerWeights) -> onnx.ModelProto:
@@ -171,77 +336,129 @@ def _finish(g: _GraphBuilder, name: str, inputs: list, outputs: list, weights: I
     return model
 
 
-def build_full_graph(weights: IntegerWeights) -> onnx.ModelProto:
-    """All positions of a batch of segments at once (causal), for encoding."""
+def _bias_index(g: _GraphBuilder, cfg: ModelConfig, distance: str, rank: int) -> str:
+    """Flat int32 index ``h * (T + 1) + distance`` into a ``[H, T + 1]`` bias table, shape
+    ``[H, *distance.shape]`` (distance ``T`` selects the mask column); shared by all layers."""
+    offsets = (np.arange(cfg.n_heads) * (cfg.context_length + 1)).astype(np.int32)
+    distance = g.op("Unsqueeze", g.op("Cast", distance, to=TensorProto.INT32), g.ints(0))
+    return g.op("Add", distance, g.const(offsets.reshape((cfg.n_heads,) + (1,) * rank), np.int32))
+
+
+def _position_bias(m: _ModelGraph, layer: int, index: str) -> str:
+    """``pos_bias[h, distance] * 2**-shift_att`` (:data:`ADDITIVE_MASK` at distance ``T``) for a
+    flat index from :func:`_bias_index`."""
+    cfg = m.cfg
+    table = np.concatenate([m.w[f"l{layer}.pos_bias"].astype(np.float64),
+                            np.full((cfg.n_heads, 1), ADDITIVE_MASK)], axis=1) * 2.0 ** -cfg.shift_att
+    return m.g.lookup(m.g.tensor(f"l{layer}.pos_bias_masked", table.astype(np.float32).reshape(-1)), index)
+
+
+def query_pieces(cfg: ModelConfig) -> int:
+    """How many query pieces the full graph's attention is cut into (see :func:`build_full_graph`):
+    one per 32 positions of context, at least 2 and at most 16 (measured: 16 pieces take the
+    small model's encode from 46 to 28 us per byte; more pieces add nodes and slices for
+    little)."""
+    return max(2, min(16, cfg.context_length // 32))
+
+
+def build_full_graph(weights: IntegerWeights, pieces: int | None = None) -> onnx.ModelProto:
+    """All positions of a batch of segments at once (causal), for encoding.
+
+    Causal attention skips the keys after each query: the ``n`` queries are cut into ``pieces``
+    consecutive pieces of ``ceil(n / pieces)`` positions (the last ones may be shorter or
+    empty), and piece ``p`` only scores the keys up to its own end. With P pieces this computes
+    ``(P + 1) / (2 P)`` of the full ``n x n`` score matrix (53 % for 16). Masking inside each piece
+    is the same additive mask as everywhere, so the integers are unchanged.
+    """
     g = _GraphBuilder()
     m = _ModelGraph(g, weights)
     cfg = weights.config
-    h, dh, d = cfg.n_heads, cfg.head_dim, cfg.d_model
-    tokens = "tokens"
-    n = g.op("Gather", g.op("Shape", tokens), g.const(1, np.int64), axis=0)
-    positions = g.op("Range", g.const(0, np.int64), n, g.const(1, np.int64))
-    dist = g.op("Sub", g.op("Unsqueeze", positions, g.const([1], np.int64)), g.op("Unsqueeze", positions, g.const([0], np.int64)))
-    allowed = g.op("GreaterOrEqual", dist, g.const(0, np.int64))
-    dist = g.op("Where", allowed, dist, g.const(0, np.int64))  # [n, n], i - j on and below the diagonal
-    r = g.op("Gather", m.param("embed"), tokens)  # [B, n, D]
+    pieces = query_pieces(cfg) if pieces is None else pieces
+    n = g.dim("tokens", 1)  # [1]
+    size = g.op("Div", g.op("Add", n, g.ints(pieces - 1)), g.ints(pieces))  # ceil(n / pieces)
+    spans = []
+    for piece in range(pieces):
+        start = g.op("Min", g.op("Mul", size, g.ints(piece)), n)
+        end = g.op("Min", g.op("Mul", size, g.ints(piece + 1)), n)
+        rows = g.op("Range", g.op("Squeeze", start, g.ints(0)), g.op("Squeeze", end, g.ints(0)), g.const(1, np.int64))
+        keys = g.op("Range", g.const(0, np.int64), g.op("Squeeze", end, g.ints(0)), g.const(1, np.int64))
+        dist = g.op("Sub", g.op("Unsqueeze", rows, g.ints(1)), g.op("Unsqueeze", keys, g.ints(0)))
+        # [rows, keys]: i - j on and below the diagonal, T (the mask column) above it
+        dist = g.op("Where", g.op("GreaterOrEqual", dist, g.const(0, np.int64)), dist, g.const(cfg.context_length, np.int64))
+        spans.append((start, end, _bias_index(g, cfg, dist, rank=2)))  # bias index [H, rows, keys]
+    axis = g.ints(2)
+    r = g.op("Gather", m.param("embed"), "tokens")  # [B, n, D]
     for layer in range(cfg.n_layers):
-        qkv = m.linear(m.absmax_norm(r), f"l{layer}.wqkv", cfg.shift_qkv, ACT_MAX)
-        qkv = g.op("Transpose", g.op("Reshape", qkv, g.const([0, 0, 3, h, dh], np.int64)), perm=[2, 0, 3, 1, 4])
-        q, k, v = (g.op("Gather", qkv, g.const(j, np.int64), axis=0) for j in range(3))  # [B, H, n, Dh]
-        scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]))
-        scores = g.op("Add", scores, g.op("Gather", m.param(f"l{layer}.pos_bias"), dist, axis=1))
-        scores = g.op("Where", allowed, scores, g.const(MASK_VALUE))
-        o = g.shift_floor(g.op("MatMul", m.attention_probs(scores), v), PROB_BITS)
-        o = g.op("Reshape", g.op("Transpose", o, perm=[0, 2, 1, 3]), g.const([0, 0, d], np.int64))
+        q, k, v = m.qkv(r, layer)  # [B, H, n, Dh]
+        outputs = []
+        for start, end, bias_index in spans:
+            q_piece = g.op("Slice", q, start, end, axis)
+            k_piece = g.op("Slice", k, g.ints(0), end, axis)
+            v_piece = g.op("Slice", v, g.ints(0), end, axis)
+            scores = g.op("MatMul", q_piece, g.op("Transpose", k_piece, perm=[0, 1, 3, 2]))  # scaled
+            scores = g.op("Add", scores, _position_bias(m, layer, bias_index))  # + [H, rows, keys]
+            e = m.exp_numerators(g.op("Sub", g.reduce_max(scores), scores))
+            outputs.append(g.op("MatMul", m.divide(e, g.reduce_sum(e)), v_piece))
+        o = g.op("Concat", *outputs, axis=2) if pieces > 1 else outputs[0]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    freqs = m.frequencies(r)
-    g.nodes.append(helper.make_node("Identity", [freqs], ["freqs"]))
+    g.nodes.append(helper.make_node("Identity", [m.frequencies(r)], ["freqs"]))
     inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "n"])]
     outputs = [helper.make_tensor_value_info("freqs", TensorProto.INT32, ["B", "n", N_SYMBOLS])]
     return _finish(g, "lmcodec_full", inputs, outputs, weights)
 
 
 def build_step_graph(weights: IntegerWeights) -> onnx.ModelProto:
-    """One position for every lane, attending to a KV cache of the earlier positions."""
+    """One position for every lane, attending to a block-major KV cache of earlier positions.
+
+    Scores are computed in two parts that share one softmax: the cached positions
+    ``[nb, B, H, 1, blk]`` (a batched ``q @ K`` with no copy of the cache) and the current
+    position ``[1, B, H, 1, 1]``, whose key and value are not in the cache yet.
+    """
     g = _GraphBuilder()
     m = _ModelGraph(g, weights)
     cfg = weights.config
-    h, dh, d, n_layers = cfg.n_heads, cfg.head_dim, cfg.d_model, cfg.n_layers
-    keys_count = g.op("Add", "pos", g.const(1, np.int64))
-    dist = g.op("Sub", "pos", g.op("Range", g.const(0, np.int64), keys_count, g.const(1, np.int64)))  # [pos+1]
-    r = g.op("Gather", m.param("embed"), g.op("Unsqueeze", "token", g.const([1], np.int64)))  # [B, 1, D]
+    h, dh, n_layers = cfg.n_heads, cfg.head_dim, cfg.n_layers
+    # distances of the cached slots: pos - j for j < pos, T (masked) for j >= pos
+    nb, blk = g.dim("past_v0", 0), g.dim("past_v0", 3)
+    slots = g.op("Range", g.const(0, np.int64), g.op("Squeeze", g.op("Mul", nb, blk), g.ints(0)), g.const(1, np.int64))
+    dist = g.op("Sub", "pos", slots)
+    dist = g.op("Where", g.op("Greater", dist, g.const(0, np.int64)), dist, g.const(cfg.context_length, np.int64))
+    bias_shape = g.op("Concat", g.ints(h), nb, blk, axis=0)
+    bias_index = _bias_index(g, cfg, dist, rank=1)  # [H, nb * blk]
+    r = g.op("Gather", m.param("embed"), g.op("Unsqueeze", "token", g.ints(1)))  # [B, 1, D]
     new_k, new_v = [], []
     for layer in range(n_layers):
-        qkv = m.linear(m.absmax_norm(r), f"l{layer}.wqkv", cfg.shift_qkv, ACT_MAX)
-        qkv = g.op("Reshape", qkv, g.const([0, 3, h, dh], np.int64))  # [B, 3, H, Dh]
-        q, k, v = (g.op("Gather", qkv, g.const(j, np.int64), axis=1) for j in range(3))  # [B, H, Dh]
-        new_k.append(g.op("Unsqueeze", k, g.const([0], np.int64)))
-        new_v.append(g.op("Unsqueeze", v, g.const([0], np.int64)))
-        past_k = g.op("Cast", g.op("Gather", "past_k", g.const(layer, np.int64), axis=1), to=TensorProto.FLOAT)
-        past_v = g.op("Cast", g.op("Gather", "past_v", g.const(layer, np.int64), axis=1), to=TensorProto.FLOAT)
-        keys = g.op("Transpose", g.op("Concat", past_k, new_k[-1], axis=0), perm=[1, 2, 3, 0])  # [B, H, Dh, pos+1]
-        values = g.op("Transpose", g.op("Concat", past_v, new_v[-1], axis=0), perm=[1, 2, 0, 3])  # [B, H, pos+1, Dh]
-        scores = g.op("MatMul", g.op("Unsqueeze", q, g.const([2], np.int64)), keys)  # [B, H, 1, pos+1]
-        bias = g.op("Gather", m.param(f"l{layer}.pos_bias"), dist, axis=1)  # [H, pos+1]
-        scores = g.op("Add", scores, g.op("Unsqueeze", bias, g.const([0, 2], np.int64)))
-        o = g.shift_floor(g.op("MatMul", m.attention_probs(scores), values), PROB_BITS)  # [B, H, 1, Dh]
-        o = g.op("Reshape", o, g.const([0, 1, d], np.int64))
+        q, k, v = m.qkv(r, layer, single_position=True)  # [B, H, 1, Dh]
+        new_k.append(k)
+        new_v.append(v)
+        bias = g.op("Reshape", _position_bias(m, layer, bias_index), bias_shape)  # [H, nb, blk]
+        bias = g.op("Unsqueeze", g.op("Transpose", bias, perm=[1, 0, 2]), g.ints(1, 3))  # [nb, 1, H, 1, blk]
+        past = g.op("Add", g.op("MatMul", g.op("Unsqueeze", q, g.ints(0)), f"past_k{layer}"), bias)
+        own_bias = g.const((m.w[f"l{layer}.pos_bias"][:, :1].astype(np.float64) * 2.0 ** -cfg.shift_att)
+                           .reshape(1, 1, h, 1, 1), np.float32)
+        own = g.op("Add", g.op("Unsqueeze", g.reduce_sum(g.op("Mul", q, k)), g.ints(0)), own_bias)  # [1, B, H, 1, 1]
+        top = g.op("Max", g.reduce_max(past, axes=(0, 4)), own)
+        e_past = m.exp_numerators(g.op("Sub", top, past))
+        e_own = m.exp_numerators(g.op("Sub", top, own))
+        total = g.op("Add", g.reduce_sum(e_past, axes=(0, 4)), e_own)
+        o = g.reduce_sum(g.op("MatMul", m.divide(e_past, total), f"past_v{layer}"), axes=(0,), keepdims=0)
+        o = g.op("Add", o, g.op("Mul", g.op("Squeeze", m.divide(e_own, total), g.ints(0)), v))  # [B, H, 1, Dh]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    freqs = g.op("Reshape", m.frequencies(r), g.const([0, N_SYMBOLS], np.int64))
+    freqs = g.op("Reshape", m.frequencies(r), g.ints(0, N_SYMBOLS))
     g.nodes.append(helper.make_node("Identity", [freqs], ["freqs"]))
     for name, parts in (("new_k", new_k), ("new_v", new_v)):
-        stacked = g.op("Concat", *parts, axis=0) if n_layers > 1 else parts[0]
-        g.nodes.append(helper.make_node("Cast", [stacked], [name], to=TensorProto.INT8))
-    cache_shape = ["pos", n_layers, "B", h, dh]
+        stacked = [g.op("Unsqueeze", g.op("Squeeze", p, g.ints(2)), g.ints(0)) for p in parts]  # [1, B, H, Dh]
+        g.nodes.append(helper.make_node("Concat", stacked, [name], axis=0))
     inputs = [
         helper.make_tensor_value_info("token", TensorProto.INT64, ["B"]),
         helper.make_tensor_value_info("pos", TensorProto.INT64, []),
-        helper.make_tensor_value_info("past_k", TensorProto.INT8, cache_shape),
-        helper.make_tensor_value_info("past_v", TensorProto.INT8, cache_shape),
     ]
+    for layer in range(n_layers):
+        inputs.append(helper.make_tensor_value_info(f"past_k{layer}", TensorProto.FLOAT, ["nb", "B", h, dh, "blk"]))
+        inputs.append(helper.make_tensor_value_info(f"past_v{layer}", TensorProto.FLOAT, ["nb", "B", h, "blk", dh]))
     outputs = [
         helper.make_tensor_value_info("freqs", TensorProto.INT32, ["B", N_SYMBOLS]),
-        helper.make_tensor_value_info("new_k", TensorProto.INT8, [n_layers, "B", h, dh]),
-        helper.make_tensor_value_info("new_v", TensorProto.INT8, [n_layers, "B", h, dh]),
+        helper.make_tensor_value_info("new_k", TensorProto.FLOAT, [n_layers, "B", h, dh]),
+        helper.make_tensor_value_info("new_v", TensorProto.FLOAT, [n_layers, "B", h, dh]),
     ]
     return _finish(g, "lmcodec_step", inputs, outputs, weights)

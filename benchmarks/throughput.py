@@ -1,0 +1,369 @@
+"""CPU throughput of the LM codec: encode/decode KB/s per model, where the time goes, and how
+close the model gets to this CPU's float32 matmul throughput.
+
+    python benchmarks/throughput.py                      # shipped models + the fast preset
+    python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
+
+For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again,
+timing separately, inside those calls:
+
+* model time: ``full_freqs`` (encode) and ``decoder().step`` (decode), i.e. onnxruntime;
+* coder time: rANS ``encode_lanes`` / ``RansLaneDecoder.decode_step`` (numpy);
+* other: everything else (Python driver, byte shuffle, zstd fallback attempt, CRC, header).
+
+Nothing is extrapolated: every rate is bytes actually coded / seconds actually spent. The
+machine's float32 matmul throughput is measured in the same run (onnxruntime MatMul, the same
+MLAS kernels and thread count as the model), and the model's *useful* multiply-accumulates per
+byte (causal attention counted once per key actually attended) turn model time into GFLOP/s
+and a fraction of that peak.
+
+``--models`` takes installed model names and ``preset:NAME`` (a ``lmcodec.train`` preset with
+random integer weights, exported to a temporary model directory; speed does not depend on the
+weights' values). Random weights predict badly, so the codec would store such a chunk as zstd
+and decode would never run the model: presets are therefore timed at the
+:mod:`lmcodec.lmcoding` level (``encode_planes``/``decode_planes`` on the same byte planes),
+which is the LM path of ``LMCodec`` without header, CRC and the zstd attempt. The same happens,
+and is reported, if a shipped model's chunk does not come out in LM mode.
+
+Results go to ``--out`` (JSON) and a table on stdout. The machine is shared: rerun at a quiet
+moment, and compare runs only on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lmcodec import lmcoding, models  # noqa: E402
+from lmcodec.codec import LMCodec  # noqa: E402
+from lmcodec.format import HEADER_SIZE, Mode, parse_header  # noqa: E402
+from lmcodec.model.spec import ModelConfig  # noqa: E402
+from lmcodec.preprocess import plane_layout, shuffle_dtype, split_planes  # noqa: E402
+
+DEFAULT_MODELS = "lm-small-v1,lm-tiny-v1,preset:fast"
+
+
+# -- what is measured --------------------------------------------------------------------------
+
+
+def sample_chunk(n_bytes: int, source: str = "corpus", seed: int = 0) -> tuple[np.ndarray, str]:
+    """``(array, description)``: the first ``n_bytes`` of the largest validation-split audio
+    sample of :mod:`lmcodec.corpus` (int16, two byte planes; data of the kind the models were
+    trained on, so chunks come out in LM mode), or, if the corpus is not installed or
+    ``source == "synthetic"``, a deterministic int16 signal (sinusoids, random walk, noise).
+    Speed hardly depends on the data."""
+    if source == "corpus":
+        import warnings
+
+        from lmcodec.corpus import load_samples
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            samples = [s for s in load_samples("val", ["audio"]) if s.array.nbytes >= n_bytes]
+        if samples:
+            best = max(samples, key=lambda s: s.array.nbytes)
+            return np.ascontiguousarray(best.array.reshape(-1)[: n_bytes // 2]), f"corpus val {best.name}"
+    rng = np.random.default_rng(seed)
+    n = n_bytes // 2
+    t = np.arange(n)
+    x = 3000 * np.sin(t / 37.0) + 800 * np.sin(t / 5.3) + np.cumsum(rng.normal(0, 4, n)) + rng.normal(0, 20, n)
+    return np.clip(x, -32768, 32767).astype("<i2"), "synthetic int16 signal"
+
+
+def macs_per_byte(cfg: ModelConfig, segment: int, block: int, pieces: int) -> dict[str, float]:
+    """Multiply-accumulates per coded byte for segments of ``segment`` bytes.
+
+    ``useful``: linear layers plus causal attention (position i attends to i + 1 keys, q.k and
+    p.v); ``full_graph``: what the encode graph computes (each of its ``pieces`` query pieces
+    scores all keys up to the piece's end); ``step``: what the decode graph computes (whole cache
+    blocks of ``block`` positions plus the own key).
+    """
+    d, f, n_layers = cfg.d_model, cfg.d_ff, cfg.n_layers
+    linear = n_layers * (d * 3 * d + d * d + 2 * d * f) + d * 256
+    i = np.arange(segment)
+    size = -(-segment // pieces)
+    keys = {
+        "useful": float(np.mean(i + 1)),
+        "full_graph": float(np.mean(np.minimum((i // size + 1) * size, segment))),
+        "step": float(np.mean((i // block + 1) * block + 1)),
+    }
+    return {name: linear + n_layers * 2 * d * k for name, k in keys.items()}
+
+
+def matmul_gflops(threads: int, seconds: float = 1.0) -> dict[str, float]:
+    """float32 matmul GFLOP/s of this CPU through onnxruntime (MLAS), best of repeated runs, for
+    a large square product and for a model-shaped one ([8192, 128] x [128, 512])."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    out = {}
+    for label, (m, k, n) in {"square_1024": (1024, 1024, 1024), "model_shaped": (8192, 128, 512)}.items():
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k]),
+             helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, n])],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {"a": rng.integers(-127, 128, (m, k)).astype(np.float32),
+                 "b": rng.integers(-127, 128, (k, n)).astype(np.float32)}
+        session.run(None, feeds)
+        best, start = float("inf"), time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            session.run(None, feeds)
+            best = min(best, time.perf_counter() - t)
+        out[label] = 2 * m * k * n / best / 1e9
+    return out
+
+
+class Timers:
+    """Wraps the model and coder entry points that lmcoding calls and adds up their time."""
+
+    def __init__(self) -> None:
+        self.model = 0.0
+        self.coder = 0.0
+        self._patched: list[tuple[object, str, object]] = []
+
+    def _patch(self, owner, name: str, bucket: str) -> None:
+        original = getattr(owner, name)
+        timers = self
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                setattr(timers, bucket, getattr(timers, bucket) + time.perf_counter() - t)
+
+        self._patched.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def install(self, model) -> None:
+        self._patch(lmcoding, "encode_lanes", "coder")
+        self._patch(lmcoding.RansLaneDecoder, "decode_step", "coder")
+        self._patch(model, "full_freqs", "model")
+        make_decoder = model.decoder
+        timers = self
+
+        def decoder(batch):
+            stepper = make_decoder(batch)
+            timers._patch_instance(stepper)
+            return stepper
+
+        self._patched.append((model, "decoder", make_decoder))
+        model.decoder = decoder
+
+    def _patch_instance(self, stepper) -> None:
+        original = stepper.step
+        timers = self
+
+        def step(tokens):
+            t = time.perf_counter()
+            try:
+                return original(tokens)
+            finally:
+                timers.model += time.perf_counter() - t
+
+        stepper.step = step
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._patched):
+            if isinstance(owner, type) or owner is lmcoding:
+                setattr(owner, name, original)
+            else:
+                try:
+                    delattr(owner, name)  # instance attribute shadowing the method
+                except AttributeError:
+                    setattr(owner, name, original)
+        self._patched.clear()
+
+    def reset(self) -> None:
+        self.model = self.coder = 0.0
+
+
+# -- one model -----------------------------------------------------------------------------------
+
+
+def _timed(timers: Timers, fn):
+    timers.reset()
+    t, c = time.perf_counter(), time.process_time()
+    result = fn()
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return result, {"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "coder_s": timers.coder,
+                    "other_s": max(0.0, wall - timers.model - timers.coder)}
+
+
+def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool) -> dict:
+    model = models.load_model(name, device="cpu")
+    if threads is not None:
+        model.threads = threads
+    model._full = model._step = None  # fresh sessions with this thread count
+    cfg = model.config
+    segment = int(cfg.context_length)
+    # warm-up (session creation, first-run allocations) on a small piece, not timed
+    warm = data[: 4 * segment]
+    LMCodec(model=name, device="cpu").decode(LMCodec(model=name, device="cpu").encode(warm))
+    dtype = shuffle_dtype(data.dtype)
+    planes = split_planes(data.view(np.uint8).reshape(-1), dtype)
+    layout = plane_layout(data.nbytes, dtype)
+
+    timers = Timers()
+    timers.install(model)
+    try:
+        # encode: always the real LMCodec path (the LM body is computed even when zstd/raw win)
+        codec = LMCodec(model=name, device="cpu")
+        encoded, enc = _timed(timers, lambda: codec.encode(data))
+        mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
+        if mode == "LM" and codec_level:
+            decoded, dec = _timed(timers, lambda: codec.decode(encoded))
+            assert decoded == data.tobytes(), "round trip failed"
+            compressed = len(encoded) - HEADER_SIZE
+            level = "LMCodec"
+        else:  # zstd/raw won: time the LM decode on the LM body itself
+            bodies = lmcoding.encode_planes(model, [planes], segment)
+            out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment))
+            assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
+            compressed = len(bodies[0])
+            level = f"LMCodec encode ({mode} won), lmcoding decode"
+    finally:
+        timers.uninstall()
+
+    n = data.nbytes
+    try:
+        from lmcodec.model.export import query_pieces
+        from lmcodec.runtime import cache_block
+
+        block, pieces = cache_block(cfg.context_length), query_pieces(cfg)
+    except ImportError:  # an older exporter (before/after comparisons): n x n scores, no blocks
+        block, pieces = 1, 1
+    macs = macs_per_byte(cfg, segment, block, pieces)
+    result = {
+        "model": name,
+        "config": json.loads(cfg.to_json()),
+        "level": level,
+        "codec_mode": mode,
+        "bytes": n,
+        "encoded_bytes": len(encoded),
+        "lm_body_bytes": compressed,
+        "lm_bits_per_byte": 8 * compressed / n,
+        "macs_per_byte": macs,
+    }
+    for label, t in (("encode", enc), ("decode", dec)):
+        model_rate = n / t["model_s"] if t["model_s"] else float("nan")
+        result[label] = {
+            **t,
+            "kb_per_s": n / t["seconds"] / 1e3,
+            # load-independent view: bytes per CPU-second of this process (all its threads)
+            "kb_per_cpu_s": n / t["cpu_seconds"] / 1e3,
+            "model_kb_per_s": model_rate / 1e3,
+            # useful work per second of model time
+            "model_gflops_useful": 2 * macs["useful"] * model_rate / 1e9,
+            "model_gflops_computed": 2 * macs["full_graph" if label == "encode" else "step"] * model_rate / 1e9,
+        }
+    return result
+
+
+def _preset_model(preset: str, directory: Path) -> str:
+    from lmcodec.model.weights import IntegerWeights
+    from lmcodec.train import PRESETS
+
+    name = f"preset-{preset}-random"
+    weights = IntegerWeights.random(ModelConfig.create(**PRESETS[preset]), seed=0, scale=0.3)
+    models.register_model(weights, name, training={"note": "random integer weights, speed only"}, directory=directory)
+    return name
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    peak = results["matmul_gflops"]["square_1024"]
+    rows = [f"matmul float32 (onnxruntime, {results['threads']} threads, best of {len(results['matmul_runs'])} "
+            f"measurements taken between the models): {peak:.1f} GFLOP/s square 1024, "
+            f"{results['matmul_gflops']['model_shaped']:.1f} GFLOP/s [8192,128]x[128,512]",
+            "",
+            f"{'model':22s} {'op':6s} {'KB/s':>8s} {'KB/cpu-s':>8s} {'model s':>8s} {'coder s':>8s} {'other s':>8s} "
+            f"{'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s}  level"]
+    for r in results["models"]:
+        for label in ("encode", "decode"):
+            t = r[label]
+            rows.append(
+                f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} {t['coder_s']:8.2f} "
+                f"{t['other_s']:8.2f} {r['macs_per_byte']['useful'] / 1e6:7.3f} {t['model_gflops_useful']:8.1f} "
+                f"{t['model_gflops_useful'] / peak:7.1%}  {r['level']}")
+        rows.append(f"{'':22s} {r['bytes']} bytes -> chunk of {r['encoded_bytes']} ({r['codec_mode']}); "
+                    f"LM body {r['lm_bits_per_byte']:.2f} bits/byte")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated (default {DEFAULT_MODELS})")
+    parser.add_argument("--chunk-bytes", type=int, default=1 << 20)
+    parser.add_argument("--data", choices=("corpus", "synthetic"), default="corpus")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime intra-op threads (default: LMCODEC_NUM_THREADS or all cores)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "throughput.json")
+    args = parser.parse_args(argv)
+
+    threads = args.threads if args.threads is not None else int(os.environ.get("LMCODEC_NUM_THREADS", "0") or 0)
+    data, description = sample_chunk(args.chunk_bytes, args.data)
+    results = {
+        "data": description,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "threads": threads or os.cpu_count(),
+        "chunk_bytes": int(data.nbytes),
+        "matmul_runs": [matmul_gflops(threads or os.cpu_count())],
+        "models": [],
+    }
+    import onnxruntime
+
+    results["machine"]["onnxruntime"] = onnxruntime.__version__
+    with tempfile.TemporaryDirectory() as tmp:
+        names = []
+        for item in args.models.split(","):
+            item = item.strip()
+            if item.startswith("preset:"):
+                names.append((_preset_model(item[len("preset:"):], Path(tmp)), False))
+            elif item:
+                names.append((item, True))
+        if any(not codec_level for _, codec_level in names):
+            os.environ["LMCODEC_MODEL_PATH"] = os.pathsep.join(
+                [tmp] + [p for p in os.environ.get("LMCODEC_MODEL_PATH", "").split(os.pathsep) if p])
+        for name, codec_level in names:
+            print(f"... {name}", file=sys.stderr, flush=True)
+            results["models"].append(bench_model(name, data, args.threads, codec_level))
+            results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count()))
+    # the machine is shared: the best measurement is the closest to this CPU's real peak
+    results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}
+    for r in results["models"]:
+        for label in ("encode", "decode"):
+            r[label]["fraction_of_matmul_peak"] = r[label]["model_gflops_useful"] / results["matmul_gflops"]["square_1024"]
+    results["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {args.out}; load average at start/end: "
+          f"{results['machine']['loadavg_at_start']} / {results['machine']['loadavg_at_end']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
