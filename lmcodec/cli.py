@@ -1,4 +1,4 @@
-"""Command line interface: ``lmcodec compress | decompress | info``.
+"""Command line interface: ``lmcodec compress | decompress | info | demo | bench``.
 
 Files are cut into chunks of ``--chunk-size`` bytes, every chunk is coded with :class:`LMCodec`
 (batches of chunks share one model call) and the chunks are stored in a small *file container*
@@ -422,6 +422,24 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    if args.store is not None and os.path.exists(args.store):
+        raise CLIError(f"{args.store} already exists; give a new path for the demo store")
+    try:
+        from .demo import run_demo
+
+        ok = run_demo(args.store, args.model)
+    except ImportError as e:
+        raise CLIError(f"lmcodec demo needs zarr and matplotlib ({e}): pip install \"lmcodec[demo]\"") from None
+    return 0 if ok else 1
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -468,6 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input", metavar="FILE")
     i.add_argument("--chunks", action="store_true", help="list every chunk")
     i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("demo", help="real data -> Zarr store with LMCodec -> read back, vs zstd")
+    m.add_argument("--store", default=None, metavar="PATH",
+                   help="keep the Zarr store at PATH (must not exist; default: a temporary directory)")
+    m.add_argument("--model", default=None, help="installed model name (default: the default model)")
+    m.set_defaults(func=cmd_demo)
+
+    from .bench import add_arguments as add_bench_arguments
+
+    b = sub.add_parser("bench", help="benchmark LMCodec and classical codecs on the corpus")
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

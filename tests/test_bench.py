@@ -1,0 +1,275 @@
+"""The benchmark harness, its data preparation and report, and ``lmcodec demo``.
+
+Everything runs on small synthetic arrays with the stand-in model (conftest) except the tests
+marked ``real_models``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmcodec import bench, bench_data
+from lmcodec.bench import BenchConfig, VerificationError, run_codec, run_datasets
+from lmcodec.bench_codecs import Baseline, LMBenchCodec, baseline_codecs
+from lmcodec.bench_data import Dataset
+from lmcodec.bench_report import write_report
+from lmcodec.cli import main
+from lmcodec.corpus import Sample
+
+from conftest import FAKE, lm_friendly
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sample(name: str, kind: str, array: np.ndarray, package: str) -> Sample:
+    return Sample(name, kind, array, {"package": package, "manager": "pypi", "version": "1",
+                                      "file": f"/data/{name}", "selection": {"rows": [0, len(array)]}})
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _image(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[:h, :w]
+    return np.stack([(x + y) % 256, (2 * x) % 256, (3 * y) % 256], axis=-1).astype(np.uint8)
+
+
+def _fake_lm() -> LMBenchCodec:
+    return LMBenchCodec(FAKE.name, model_bytes=1000, n_parameters=123, model_id=FAKE.model_id.hex())
+
+
+def _small_datasets() -> list[Dataset]:
+    text = np.frombuffer(lm_friendly(3000), dtype=np.uint8)
+    audio = (1000 * np.sin(np.arange(1500) / 7)).astype(np.int16)
+    floats = np.cumsum(_rng().normal(size=700)).astype(np.float32)
+    out = []
+    for kind, a in (("text", text), ("audio", audio), ("float32", floats), ("image", _image(40, 50))):
+        chunks = bench_data.chunk_array(a, kind, 1024)
+        out.append(Dataset(kind, kind, "1 KiB", tuple(chunks), ({"name": kind, "package": "test", "version": "1",
+                                                                  "dtype": a.dtype.str, "shape": list(a.shape)},)))
+    return out
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def test_chunk_array_covers_every_byte_in_whole_elements():
+    a = np.arange(1000, dtype=np.float64).reshape(100, 10)
+    chunks = bench_data.chunk_array(a, "float64", 2048)
+    assert [c.nbytes for c in chunks] == [2048, 2048, 2048, 1856]
+    assert b"".join(c.tobytes() for c in chunks) == a.tobytes()
+    stereo = np.arange(2000, dtype=np.int16).reshape(1000, 2)
+    chunks = bench_data.chunk_array(stereo, "audio", 1000)
+    assert all(c.shape[1] == 2 for c in chunks) and chunks[0].shape == (250, 2)
+    assert b"".join(c.tobytes() for c in chunks) == stereo.tobytes()
+
+
+def test_image_tiles_are_the_papers_patches_at_2048_bytes():
+    gray = (np.arange(100 * 150) % 251).astype(np.uint8).reshape(100, 150)
+    tiles = bench_data.chunk_array(gray, "image", 2048)
+    assert tiles[0].shape == (32, 64)
+    assert sum(t.size for t in tiles) == gray.size
+    rgb_tiles = bench_data.chunk_array(_image(64, 64), "image", 65536)
+    assert rgb_tiles[0].shape == (64, 64, 3) and len(rgb_tiles) == 1
+
+
+def test_select_samples_picks_packages_round_robin_within_budget():
+    samples = [
+        _sample("text/a", "text", np.zeros(5000, np.uint8), "p1"),
+        _sample("text/b", "text", np.zeros(9000, np.uint8), "p1"),
+        _sample("text/c", "text", np.zeros(300, np.uint8), "p2"),
+        _sample("image/x", "image", _image(100, 100), "p3"),
+    ]
+    sel = bench_data.select_samples(samples, 4096, max_samples=2)
+    names = [s.name for s, _ in sel["text"]]
+    assert names == ["text/b", "text/c"]  # largest of p1, then p2
+    assert [a.nbytes for _, a in sel["text"]] == [3796, 300]  # the small one passes its share on
+    (s, crop), = sel["image"]
+    assert crop.nbytes <= 4096 and crop.shape[2] == 3 and abs(crop.shape[0] - crop.shape[1]) <= 1
+
+
+def test_paper_mappings():
+    x = np.array([-32768, -257, -1, 0, 255, 256, 32767], dtype=np.int16)
+    # audioop.bias(audioop.lin2lin(x, 2, 1), 1, 128): the high byte (signed) + 128
+    assert bench_data.audio_to_8bit(x).tolist() == [0, 126, 127, 128, 128, 129, 255]
+    rgb = np.array([[[1, 2, 4], [255, 255, 254]]], dtype=np.uint8)
+    assert bench_data.grayscale(rgb).tolist() == [[2, 254]]
+    images = [_sample("image/x", "image", _image(70, 130), "p")]
+    audio = [_sample("audio/y", "audio", (np.arange(5000) * 13).astype(np.int16), "p")]
+    patches, audio8 = bench_data.paper_datasets(images, audio, 4 * 2048)
+    assert len(patches.chunks) == 4 and all(c.shape == (32, 64) for c in patches.chunks)
+    assert len(audio8.chunks) == 2 and all(c.nbytes == 2048 and c.dtype == np.uint8 for c in audio8.chunks)
+
+
+# -- harness ----------------------------------------------------------------------------------
+
+
+def _identity(name: str, decode) -> Baseline:
+    return Baseline(name, name, lambda k, d, s: True, lambda c: c.tobytes(), decode)
+
+
+def test_harness_refuses_a_codec_that_decodes_wrong():
+    ds = _small_datasets()[0]
+
+    def off_by_one(enc: bytes, like: np.ndarray) -> bytes:
+        return bytes([enc[0] ^ 1]) + enc[1:]
+
+    with pytest.raises(VerificationError, match="chunk 0 .* does not decode to its original bytes"):
+        run_codec(_identity("broken", off_by_one), ds)
+    truncating = Baseline("short", "short", lambda k, d, s: True, lambda c: c.tobytes(),
+                          lambda e, t: e[:-1])
+    with pytest.raises(VerificationError):
+        run_codec(truncating, ds)
+
+
+def test_harness_refuses_a_wrong_chunk_count_and_propagates_decode_errors():
+    ds = _small_datasets()[0]
+
+    class Dropper(Baseline):
+        def decode(self, encoded, like):
+            return super().decode(encoded, like)[:-1]
+
+    with pytest.raises(VerificationError, match="decoded chunks"):
+        run_codec(Dropper("drop", "drop", lambda k, d, s: True, lambda c: c.tobytes(), lambda e, t: e), ds)
+
+    def fails(enc, like):
+        raise RuntimeError("cannot decode")
+
+    with pytest.raises(RuntimeError, match="cannot decode"):
+        run_codec(_identity("fails", fails), ds)
+
+
+def test_run_codec_measures_rate_speed_and_memory():
+    ds = _small_datasets()[0]
+    r = run_codec(_identity("identity", lambda e, t: e), ds)
+    assert r.compressed_bytes == r.raw_bytes == ds.raw_bytes and r.rate == 1.0
+    assert r.adjusted_rate is None
+    assert r.encode.seconds >= 0 and r.decode.cpu_seconds >= 0
+    _, m = bench.measure(lambda: np.ones(48 << 20, dtype=np.uint8).sum())
+    if m.peak_bytes is not None:  # Linux: the 48 MiB temporary shows in the peak RSS
+        assert m.peak_bytes > 40 << 20
+
+
+def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    datasets = _small_datasets()
+    codecs = [*baseline_codecs(), _fake_lm()]
+    doc = run_datasets(datasets, codecs, BenchConfig("test", (1024,), 4096), progress=False, command="test")
+    results = doc["results"]
+    lm = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}"]
+    assert len(lm) == len(datasets)
+    for r in lm:
+        assert sum(r["modes"].values()) == r["n_chunks"]
+        assert r["adjusted_rate"] == pytest.approx((r["compressed_bytes"] + 1000) / r["raw_bytes"])
+    assert lm[0]["modes"]["lm"] > 0  # lm_friendly text: the stand-in model wins
+    skipped = {(s["codec"], s["dataset"]) for s in doc["skipped"]}
+    assert ("png", "text") in skipped and ("flac", "image") in skipped and ("fpzip", "audio") in skipped
+    ran = {(r["codec"], r["dataset"]) for r in results}
+    for name, dataset in [("png", "image"), ("flac", "audio"), ("pcodec", "float32"), ("fpzip", "float32")]:
+        unavailable = any(s["codec"] == name and s["dataset"] == "*" for s in doc["skipped"])
+        assert unavailable or (name, dataset) in ran
+
+    paths = write_report(doc, tmp_path)
+    assert {p.name for p in paths} == {"benchmarks.json", "benchmarks.md", "benchmarks-rates.png",
+                                       "benchmarks-speed.png"}
+    assert json.loads((tmp_path / "benchmarks.json").read_text())["meta"]["command"] == "test"
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "## Compression rate, chunks of 1 KiB" in md and f"`lmcodec/{FAKE.name}` adjusted" in md
+    assert "| `zstd-19` |" in md and "chunks lm/zstd/raw" in md and "(benchmarks-rates.png)" in md
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def test_bench_options(capsys):
+    assert main(["bench", "--help"]) == 0
+    assert "--quick" in capsys.readouterr().out
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--chunk-sizes", "2K,1M", "--kinds", "text", "audio"])
+    config = bench.config_from_args(args)
+    assert config.chunk_sizes == (2048, 1 << 20) and config.kinds == ("text", "audio")
+    assert config.models == "default" and config.bytes_per_kind == 32 << 10 and "modified" in config.mode
+    assert bench.command_line(args) == ("lmcodec bench --quick --chunk-sizes 2048,1048576 --kinds text audio "
+                                        "--out-dir benchmark-results")
+    assert bench.config_from_args(parser.parse_args([])) == bench.FULL
+    assert main(["bench", "--kinds", "nonsense"]) == 2
+
+
+def test_demo_writes_reads_back_and_compares(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    pytest.importorskip("matplotlib")
+    store = tmp_path / "demo.zarr"
+    assert main(["demo", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("read back identical") == 2 and "zstd -19" in out and "jacksboro" in out
+    import zarr
+
+    from lmcodec.demo import load_demo_data
+
+    data = load_demo_data().array
+    assert np.array_equal(zarr.open_array(str(store / "lmcodec"), mode="r")[...], data)
+    assert main(["demo", "--store", str(store)]) == 1  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_demo_rows_are_the_corpus_validation_rows():
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    from lmcodec.corpus import CorpusWarning, load_samples
+    from lmcodec.demo import load_demo_data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorpusWarning)  # sources missing here are skipped
+        val = {s.name: s for s in load_samples("val", kinds=["sensor"])}
+    dem = val.get("sensor/matplotlib-jacksboro-dem")
+    if dem is None:
+        pytest.skip("matplotlib DEM not in the corpus here")
+    assert np.array_equal(load_demo_data().array, dem.array)
+
+
+# -- validation script ------------------------------------------------------------------------
+
+
+def _validate_module():
+    spec = importlib.util.spec_from_file_location("validate_models", ROOT / "benchmarks" / "validate_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validate_models_counts_real_lm_body_bytes():
+    from lmcodec.codec import LMCodec
+    from lmcodec.format import HEADER_SIZE, Mode, parse_header
+
+    v = _validate_module()
+    a = np.frombuffer(lm_friendly(3000), dtype=np.uint8)
+    enc = LMCodec(segment_length=FAKE.context_length).encode(a.tobytes())
+    assert parse_header(enc[:HEADER_SIZE], body_length=len(enc) - HEADER_SIZE).mode == Mode.LM
+    assert v.lm_body_bytes(FAKE, a) == len(enc) - HEADER_SIZE
+    bpb = v.bits_per_byte({"text": 100, "audio": 300}, {"text": 400, "audio": 400})
+    assert bpb == {"text": 2.0, "audio": 6.0, "all": 4.0}
+
+
+# -- real models ------------------------------------------------------------------------------
+
+
+@pytest.mark.real_models
+def test_real_default_model_round_trips_in_the_harness():
+    from lmcodec import models
+
+    codec = LMBenchCodec.installed(models.default_model_name())
+    assert codec.model_bytes > 0 and codec.n_parameters > 0 and len(codec.model_id) == 16
+    text = np.frombuffer(b"The quick brown fox jumps over the lazy dog. " * 30, dtype=np.uint8)
+    ds = Dataset("text", "text", "512 B", tuple(bench_data.chunk_array(text, "text", 512)))
+    codec.warm_up(ds.chunks[0])
+    r = run_codec(codec, ds)  # raises VerificationError unless every chunk round-trips
+    assert sum(r.modes.values()) == r.n_chunks == 3
