@@ -1,0 +1,305 @@
+"""lmcodec.mixing: table contract on any input, encoder == decoder, lane independence,
+state carried across segments, worst-case cost bound, and a pinned digest of the output."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmcodec.frequency_model import N_SYMBOLS, TOTAL
+from lmcodec.mixing import (
+    COMPONENTS,
+    D_MAX,
+    EXP_BITS,
+    LOG_ONE,
+    AdaptiveMixer,
+    MixerConfig,
+    exp_lut,
+    log_lut,
+    mix_sequence,
+    to_table,
+)
+from lmcodec.rans import MAX_FREQ, RansLaneDecoder, check_freqs, encode_lanes
+
+
+def _check_contract(tables: np.ndarray) -> None:
+    assert tables.dtype == np.int32
+    assert tables.shape[-1] == N_SYMBOLS
+    assert tables.min() >= 1
+    assert tables.max() <= MAX_FREQ == 65281
+    assert np.all(tables.sum(axis=-1, dtype=np.int64) == TOTAL)
+    check_freqs(tables)
+
+
+def _lm_table(rng: np.random.Generator, shape: tuple[int, ...], peaked: bool = True) -> np.ndarray:
+    """Valid LM tables: random, optionally with one entry at the maximum 65281."""
+    raw = rng.integers(0, 1000, (*shape, N_SYMBOLS))
+    if peaked:
+        raw[..., 0] = 0
+    f = 1 + (raw * (TOTAL - N_SYMBOLS)) // np.maximum(raw.sum(-1, keepdims=True), 1)
+    f[..., 0] += TOTAL - f.sum(-1)
+    return f.astype(np.int32)
+
+
+def _text(n: int, seed: int = 0) -> np.ndarray:
+    words = [b"the ", b"mixer ", b"adapts ", b"to ", b"data ", b"and ", b"repeats ", b"\n"]
+    rng = np.random.default_rng(seed)
+    out = b"".join(words[i] for i in rng.integers(0, len(words), n))
+    return np.frombuffer(out[:n], dtype=np.uint8)
+
+
+def test_luts_are_integer_and_monotone():
+    lg, ex = log_lut(), exp_lut()
+    assert lg.dtype == np.int32 and ex.dtype == np.int64
+    assert lg[1] == 0 and all(lg[1 << k] == k * LOG_ONE for k in range(17))
+    assert np.all(np.diff(lg[1:]) >= 0)
+    x = np.arange(1, TOTAL + 1)
+    err = LOG_ONE * np.log2(x) - lg[1:]  # float only to check the integer table
+    assert err.min() >= -1e-9 and err.max() < 1
+    assert ex[0] == 1 << EXP_BITS and ex[D_MAX] == 1 and np.all(np.diff(ex) <= 0)
+    d = np.arange(LOG_ONE * 8)
+    assert np.allclose(ex[d], 2.0 ** (EXP_BITS - d / LOG_ONE), rtol=2e-6, atol=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, (1 << 46) - 1), min_size=N_SYMBOLS, max_size=N_SYMBOLS),
+    st.integers(0, 255),
+)
+def test_to_table_contract_any_input(values, hot):
+    x = np.array([values], dtype=np.int64)
+    x[0, hot] += 1  # sum > 0
+    _check_contract(to_table(x))
+
+
+def test_to_table_extremes():
+    cases = np.zeros((4, N_SYMBOLS), dtype=np.int64)
+    cases[0, 7] = 1  # all mass on one symbol -> 65281
+    cases[1] = 1  # uniform -> 256 each
+    cases[2, :] = (1 << 46) - 1
+    cases[3, 255] = 1 << 40
+    cases[3, :3] = 1
+    t = to_table(cases)
+    _check_contract(t)
+    assert t[0, 7] == MAX_FREQ and np.all(t[1] == 256)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.integers(1, 60), st.sampled_from(["valid", "garbage", "none"]))
+def test_step_tables_obey_contract(seed, lanes, n, lm_kind):
+    """Any LM input (valid, out-of-range garbage, absent) and any bytes give valid tables."""
+    rng = np.random.default_rng(seed)
+    if lm_kind == "valid":
+        lm = _lm_table(rng, (lanes, n))
+    elif lm_kind == "garbage":
+        lm = rng.integers(-(2**31), 2**31 - 1, (lanes, n, N_SYMBOLS)).astype(np.int64)
+    else:
+        lm = None
+    sym = rng.integers(0, 256, (lanes, n)) if seed % 2 else np.zeros((lanes, n), dtype=np.int64)
+    lengths = rng.integers(0, n + 1, lanes)
+    _check_contract(mix_sequence(lm, sym, lengths))
+
+
+def test_contract_with_saturated_state():
+    """Long constant runs (counts at their limits, long matches, weights at their clamp) and a
+    sudden switch to adversarial input keep every table valid."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    sym = np.zeros((2, n), dtype=np.int64)
+    sym[1, 2000:] = rng.integers(0, 256, n - 2000)
+    lm = np.ones((2, n, N_SYMBOLS), dtype=np.int32)
+    lm[:, :, 0] = MAX_FREQ  # confident and right on the run, wrong afterwards
+    lm[1, 2500:, 0] = 1
+    lm[1, 2500:, 1] = MAX_FREQ
+    _check_contract(mix_sequence(lm, sym))
+
+
+def _decode_with_mixer(lm: np.ndarray, states, words, counts, lengths):
+    B, n = lm.shape[:2]
+    mixer = AdaptiveMixer(B)
+    dec = RansLaneDecoder(states, words, counts)
+    out = np.zeros((B, n), dtype=np.uint8)
+    for p in range(n):
+        act = lengths > p
+        s = dec.decode_step(mixer.step(lm[:, p]), act)
+        mixer.update(s, act)
+        out[:, p] = s
+    dec.finish()
+    return out
+
+
+def test_encoder_tables_equal_decoder_tables_through_rans():
+    rng = np.random.default_rng(2)
+    B, n = 4, 700
+    sym = np.stack([_text(n, 3), rng.integers(0, 256, n), np.zeros(n, np.int64), _text(n, 4)]).astype(np.uint8)
+    lm = _lm_table(rng, (B, n))
+    lengths = np.array([n, n - 17, 0, 300])
+    tables = mix_sequence(lm, sym, lengths)
+    states, words, counts = encode_lanes(sym, lengths, tables)
+    decoded = _decode_with_mixer(lm, states, words, counts, lengths)
+    for i in range(B):
+        assert np.array_equal(decoded[i, : lengths[i]], sym[i, : lengths[i]])
+
+
+def test_mix_sequence_equals_stepwise_and_is_deterministic():
+    rng = np.random.default_rng(3)
+    B, n = 3, 400
+    sym = np.stack([_text(n, 5), _text(n, 6), rng.integers(0, 256, n)])
+    lm = _lm_table(rng, (B, n))
+    lengths = np.array([n, 250, 399])
+    a = mix_sequence(lm, sym, lengths)
+    b = mix_sequence(lm, sym, lengths)
+    assert np.array_equal(a, b)
+    m = AdaptiveMixer(B)
+    for p in range(n):
+        t = m.step(lm[:, p])
+        act = lengths > p
+        assert np.array_equal(t[act], a[act, p])
+        m.update(sym[:, p], act)
+
+
+def test_lanes_are_independent():
+    rng = np.random.default_rng(4)
+    B, n = 4, 500
+    sym = np.stack([_text(n, 7), rng.integers(0, 256, n), _text(n, 8), np.full(n, 9)])
+    lm = _lm_table(rng, (B, n))
+    lengths = np.array([n, 123, 480, n])
+    together = mix_sequence(lm, sym, lengths)
+    for i in range(B):
+        k = lengths[i]
+        alone = mix_sequence(lm[i : i + 1, :k], sym[i : i + 1, :k])
+        assert np.array_equal(alone[0], together[i, :k])
+    other = sym.copy()
+    other[1:] = rng.integers(0, 256, (B - 1, n))
+    assert np.array_equal(mix_sequence(lm, other, lengths)[0], together[0])
+
+
+def test_state_carries_across_segments_and_reset():
+    """Feeding a stream in LM segments (separate calls, LM restarting) equals one long call; the
+    adaptive state is what carries over, and reset() starts chosen lanes afresh."""
+    rng = np.random.default_rng(5)
+    n, seg = 900, 256
+    sym = np.stack([_text(n, 9), _text(n, 10)])
+    lm = _lm_table(rng, (2, n))
+    whole = mix_sequence(lm, sym)
+    m = AdaptiveMixer(2)
+    parts = [m.mix_sequence(lm[:, a : a + seg], sym[:, a : a + seg]) for a in range(0, n, seg)]
+    assert np.array_equal(np.concatenate(parts, axis=1), whole)
+    # the second segment really used what the first one learned
+    fresh = mix_sequence(lm[:, seg : 2 * seg], sym[:, seg : 2 * seg])
+    assert not np.array_equal(fresh, whole[:, seg : 2 * seg])
+    # reset lane 1 only: lane 1 behaves like a fresh mixer, lane 0 goes on
+    m = AdaptiveMixer(2)
+    m.mix_sequence(lm[:, :seg], sym[:, :seg])
+    m.reset(np.array([False, True]))
+    after = m.mix_sequence(lm[:, seg : 2 * seg], sym[:, seg : 2 * seg])
+    assert np.array_equal(after[0], whole[0, seg : 2 * seg])
+    assert np.array_equal(after[1], fresh[1])
+
+
+def _bits(tables: np.ndarray, sym: np.ndarray) -> np.ndarray:
+    f = np.take_along_axis(tables, sym[..., None].astype(np.intp), axis=-1)[..., 0]
+    return 16 - np.log2(f)
+
+
+def test_worst_case_cost_with_adversarial_lm():
+    """Random bytes and an LM that puts 65281 on a wrong byte every time: the mix costs at most
+    8 n + SWITCH_CLAMP + 1 + 0.01 n bits in total and ~8 bits per byte after a short warm-up."""
+    rng = np.random.default_rng(6)
+    B, n = 2, 3000
+    sym = rng.integers(0, 256, (B, n))
+    lm = np.ones((B, n, N_SYMBOLS), dtype=np.int32)
+    wrong = (sym + 1 + rng.integers(0, 255, (B, n))) % 256
+    np.put_along_axis(lm, wrong[..., None], MAX_FREQ, axis=-1)
+    cfg = MixerConfig()
+    bits = _bits(mix_sequence(lm, sym, config=cfg), sym)
+    lm_bits = _bits(lm, sym)
+    assert lm_bits.mean() > 15.9  # the LM alone: 16 bits per byte
+    assert np.all(bits.sum(axis=1) <= 8 * n + cfg.switch_clamp_bits + 1 + 0.01 * n)
+    assert bits.max() <= 8 + cfg.switch_clamp_bits + 1.01
+    assert bits[:, 64:].mean() <= 8.01
+    assert np.all(bits[:, 64:].sum(axis=1) <= 8.01 * (n - 64))
+
+
+def test_uniform_data_without_lm_costs_about_8_bits():
+    rng = np.random.default_rng(7)
+    sym = rng.integers(0, 256, (1, 2000))
+    bits = _bits(mix_sequence(None, sym), sym)
+    assert bits.sum() <= 8 * 2000 + 17 + 0.01 * 2000
+
+
+def test_match_and_counts_learn_repeats():
+    """A random block repeated: the second copy costs far less than 8 bits per byte."""
+    rng = np.random.default_rng(8)
+    block = rng.integers(0, 256, 600)
+    sym = np.concatenate([block, block])[None]
+    bits = _bits(mix_sequence(None, sym), sym)[0]
+    assert bits[:600].mean() > 7.5
+    assert bits[700:].mean() < 1.0
+
+
+def test_record_length_explicit_and_detected():
+    """Rows that repeat with a period: an explicit record length helps at once; detection finds
+    a period that repeats regularly; lengths are validated."""
+    rng = np.random.default_rng(9)
+    width = 37
+    row = rng.integers(0, 256, width)
+    data = np.tile(row, 40)
+    data = np.where(rng.random(data.size) < 0.3, rng.integers(0, 256, data.size), data)
+    sym = data[None]
+    cfg = MixerConfig(components=("lm", "rec"))
+    m = AdaptiveMixer(1, cfg)
+    m.set_record_length(width)
+    explicit = _bits(m.mix_sequence(None, sym), sym).sum()
+    detect_m = AdaptiveMixer(1, cfg)
+    detected = _bits(detect_m.mix_sequence(None, sym), sym).sum()
+    assert explicit < 0.75 * 8 * data.size
+    assert detect_m.rlen[0] == width and detected < 0.8 * 8 * data.size
+    with pytest.raises(ValueError):
+        m.set_record_length(-1)
+
+
+def test_api_misuse_raises():
+    m = AdaptiveMixer(2)
+    with pytest.raises(RuntimeError):
+        m.update(np.zeros(2, np.int64))
+    m.step(None)
+    with pytest.raises(RuntimeError):
+        m.step(None)
+    with pytest.raises(ValueError):
+        m.update(np.array([0, 256]))
+    with pytest.raises(ValueError):
+        AdaptiveMixer(2).step(np.ones((3, N_SYMBOLS), np.int32))
+    with pytest.raises(ValueError):
+        MixerConfig(components=("o1", "lm"))
+    with pytest.raises(ValueError):
+        MixerConfig(components=("lm", "o1", "o1"))
+
+
+@pytest.mark.parametrize("components", [COMPONENTS, ("lm",), ("lm", "o1", "match")])
+def test_component_subsets_work(components):
+    rng = np.random.default_rng(10)
+    sym = np.stack([_text(300, 11), rng.integers(0, 256, 300)])
+    lm = _lm_table(rng, (2, 300))
+    _check_contract(mix_sequence(lm, sym, config=MixerConfig(components=components)))
+
+
+def test_default_output_digest_is_pinned():
+    """The default mixer's exact output for a fixed input. A change here changes every stream
+    coded with it: bump the format version (and this digest) deliberately, never silently."""
+    rng = np.random.default_rng(12345)
+    B, n = 3, 500
+    sym = np.stack([_text(n, 1), rng.integers(0, 256, n), np.tile(np.arange(50), 10)])
+    lm = _lm_table(rng, (B, n))
+    m = AdaptiveMixer(B)
+    m.set_record_length(np.array([0, 0, 50]))
+    tables = m.mix_sequence(lm, sym, np.array([n, 480, n]))
+    digest = hashlib.sha256(np.ascontiguousarray(tables, dtype="<i4").tobytes()).hexdigest()
+    assert digest == PINNED_DIGEST
+
+
+PINNED_DIGEST = "dff8b3b3ef7605eb78ed125693c4b14371ea202b7e3b0ebeb2f271afb7119aaf"
