@@ -16,12 +16,17 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import onnx
 import pytest
 
 from lmcodec.frequency_model import N_KINDS, N_SYMBOLS, TOTAL, start_token
+from lmcodec.model import tables as lmcodec_tables
 from lmcodec.model.export import build_full_graph, build_step_graph
 from lmcodec.model.reference import forward, frequencies
 from lmcodec.model.spec import (
@@ -334,9 +339,10 @@ def test_check_bounds_rejects_configs_that_would_not_be_exact():
 
 def test_lookup_tables_are_frozen():
     """The tables are part of every model's semantics but not of its id (the digest covers the
-    config and weights only): they must come out the same on every platform. The GELU table has
-    entries decided by the last bit of np.tanh (h = 454, 462, ...: 16 * gelu(h / 64) is within an
-    ulp of, or exactly, k + 1/2), so a numpy build with a less accurate tanh would fail here."""
+    config and weights only): they must come out the same on every platform, so they are integer
+    literals (lmcodec/model/tables.py), not computed with float exp/tanh. The GELU table has
+    entries that were decided by the last bit of np.tanh when it was frozen (h = 454, 462, ...:
+    16 * gelu(h / 64) is within an ulp of, or exactly, k + 1/2); these sha256 pin them."""
     tables = {
         "inverse_norm": (inverse_norm_table(), "40b1576131a791e814aa2ad6da2ca1d822b1ba843ded1f7a1bca7bbb9c66f0db"),
         "attention_exp": (attention_exp_table(), "f25020e99ec074f54ba82ea3778bb9f18e360627814f16d1e2a2e7d2fa5474cd"),
@@ -352,6 +358,108 @@ def test_lookup_tables_are_frozen():
     assert gelu.min() == -3 and gelu.max() == ACT_MAX and gelu[HID_MAX] == 0
     # the entries that hinge on the rounding of exact or near ties
     assert [int(gelu[HID_MAX + h]) for h in (450, 454, 458, 462, 466)] == [112, 113, 114, 116, 116]
+
+
+def _make_tables_script():
+    """scripts/make_tables.py, the one-off generator of lmcodec/model/tables.py."""
+    path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "make_tables.py"
+    module_spec = importlib.util.spec_from_file_location("make_tables", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_frozen_tables_match_their_generator():
+    """The literals are what the generator's float64 formulas give. Float math is used here, in
+    the test only, to check the literals' origin; the runtime never evaluates it. Entries within
+    1e-9 of a rounding tie (GELU h = 458, 462, ... are exact float64 ties) depend on the last bit
+    of this platform's tanh, so for them only the two neighbours of the value are accepted: the
+    sha256 in test_lookup_tables_are_frozen pins which one."""
+    gen = _make_tables_script()
+    frozen = {"ATTENTION_EXP": attention_exp_table(), "OUTPUT_EXP": output_exp_table(), "GELU": gelu_table()}
+    assert frozen.keys() == gen.float_tables().keys()
+    for name, expected in gen.float_tables().items():
+        table = frozen[name].astype(np.int64)
+        assert np.array_equal(table, getattr(lmcodec_tables, name)), name
+        safe = gen.margins(name) > 1e-9
+        assert safe.mean() > 0.95, name
+        assert np.array_equal(table[safe], expected[safe]), name
+        value = gen.unrounded()[name]
+        value = np.clip(value, -ACT_MAX, ACT_MAX) if name == "GELU" else value
+        assert (np.abs(table - value)[~safe] <= 0.5 + 1e-9).all(), name
+
+
+def test_frozen_tables_against_exact_arithmetic():
+    """Platform-independent (60-digit mpmath): every entry is the correctly rounded real value,
+    except six GELU entries at exact float64 ties that numpy rounded half to even, upwards; the
+    smallest tie margins are those docs/model.md quotes."""
+    pytest.importorskip("mpmath")
+    import mpmath
+
+    gen = _make_tables_script()
+    half = mpmath.mpf(1) / 2
+    frozen = {"ATTENTION_EXP": attention_exp_table(), "OUTPUT_EXP": output_exp_table(), "GELU": gelu_table()}
+    least = {}
+    for name, table in frozen.items():
+        exact = gen.exact_values(name)
+        correct = np.array([int(mpmath.floor(e + half)) for e in exact])
+        bound = ACT_MAX if name == "GELU" else 1 << 12  # GELU entries are clipped to +-127
+        correct = np.clip(correct, -bound, bound)
+        off = np.nonzero(correct != table.astype(np.int64))[0]
+        if name == "GELU":
+            assert (off - HID_MAX).tolist() == [462, 470, 478, 486, 494, 502]
+            assert (table[off] - correct[off] == 1).all()
+        else:
+            assert off.size == 0, name
+        # a tie matters only if its two neighbours survive the clip differently: |e| < bound
+        counted = [abs(e - mpmath.floor(e) - half) for e in exact if abs(e) < bound]
+        least[name] = float(min(counted))
+    assert 0.0058 < least["ATTENTION_EXP"] < 0.0059
+    assert 0.00107 < least["OUTPUT_EXP"] < 0.00108
+    assert 1e-19 < least["GELU"] < 1e-18
+
+
+def test_runtime_tables_use_no_float_math():
+    """Importing the model modules, building the tables and exporting a graph never calls a float
+    exp/tanh/erf: a fresh interpreter where those raise still gets the frozen tables."""
+    code = textwrap.dedent(
+        """
+        import math
+        import numpy as np
+        import onnx  # before the patch: its dependencies use np.exp at import time
+        from onnx import numpy_helper
+
+        def boom(*args, **kwargs):
+            raise AssertionError("float math used to build a table")
+
+        for name in ("exp", "tanh", "erf", "expm1"):
+            if hasattr(np, name):
+                setattr(np, name, boom)
+            setattr(math, name, boom)
+
+        from lmcodec.model import tables
+        from lmcodec.model.export import build_step_graph
+        from lmcodec.model.reference import _ATT_EXP, _GELU, _OUT_EXP
+        from lmcodec.model.spec import ModelConfig
+        from lmcodec.model.weights import IntegerWeights
+
+        assert _ATT_EXP.tolist() == list(tables.ATTENTION_EXP)
+        assert _OUT_EXP.tolist() == list(tables.OUTPUT_EXP)
+        assert _GELU.tolist() == list(tables.GELU)
+        cfg = ModelConfig.create(d_model=32, n_layers=1, n_heads=2, d_ff=64, context_length=16)
+        graph = build_step_graph(IntegerWeights.random(cfg, seed=0)).graph
+        init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        assert init["lut_gelu"].tolist() == list(tables.GELU)
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    # and the formulas are gone from the runtime sources
+    for module in ("spec", "reference", "export", "tables"):
+        source = (pathlib.Path(lmcodec_tables.__file__).parent / f"{module}.py").read_text()
+        for call in ("np.exp(", "np.tanh(", "math.exp(", "math.tanh(", "erf(", "gelu_float"):
+            assert call not in source, (module, call)
 
 
 _INEXACT_OPS = {

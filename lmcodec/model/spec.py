@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from lmcodec.frequency_model import N_SYMBOLS, TOTAL, VOCAB_SIZE
+from lmcodec.model import tables
 
 ACT_MAX = 127
 """Activations and weights that enter a matmul lie in [-127, 127]."""
@@ -152,27 +153,30 @@ def inverse_norm_table() -> np.ndarray:
 
 
 def attention_exp_table() -> np.ndarray:
-    """``E[k] = round(2**8 * exp(-k / 16))``, float32 ``[128]``; ``E[0] = 256``, ``E[127] = 0``."""
-    k = np.arange(ATT_LUT_SIZE, dtype=np.float64)
-    return np.round((1 << ATT_EXP_BITS) * np.exp(-k / ATT_STEPS)).astype(np.float32)
+    """``E[k] = round(2**8 * exp(-k / 16))``, float32 ``[128]``; ``E[0] = 256``, ``E[127] = 0``.
+
+    A frozen literal (:mod:`lmcodec.model.tables`), never recomputed with float ``exp``.
+    """
+    return np.array(tables.ATTENTION_EXP, dtype=np.float32)
 
 
 def output_exp_table() -> np.ndarray:
-    """``E[k] = round(2**12 * exp(-k / 32))``, float32 ``[512]``; ``E[0] = 4096``, ``E[511] = 0``."""
-    k = np.arange(OUT_LUT_SIZE, dtype=np.float64)
-    return np.round((1 << OUT_EXP_BITS) * np.exp(-k / OUT_STEPS)).astype(np.float32)
+    """``E[k] = round(2**12 * exp(-k / 32))``, float32 ``[512]``; ``E[0] = 4096``, ``E[511] = 0``.
 
-
-def gelu_float(x: np.ndarray) -> np.ndarray:
-    """tanh-approximation GELU, used only to build the table (and as the training surrogate)."""
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    A frozen literal (:mod:`lmcodec.model.tables`), never recomputed with float ``exp``.
+    """
+    return np.array(tables.OUTPUT_EXP, dtype=np.float32)
 
 
 def gelu_table() -> np.ndarray:
-    """``G[h + 511] = clip(round(16 * gelu(h / 64)), -127, 127)`` for h in [-511, 511], float32."""
-    h = np.arange(-HID_MAX, HID_MAX + 1, dtype=np.float64)
-    g = np.round(GELU_OUT_SCALE * gelu_float(h / (1 << HID_FRAC_BITS)))
-    return (np.clip(g, -ACT_MAX, ACT_MAX) + 0.0).astype(np.float32)  # +0.0 turns -0.0 into 0.0
+    """``G[h + 511] = clip(round(16 * gelu(h / 64)), -127, 127)`` for h in [-511, 511], float32.
+
+    ``gelu`` is the tanh approximation evaluated in float64 by numpy when the table was frozen:
+    the entries at exact float64 ties (``h = 458, 462, ..., 506``) are rounded half to even, so
+    six of them are one above the correctly rounded real value. The literal in
+    :mod:`lmcodec.model.tables` is the definition (scripts/make_tables.py records its origin).
+    """
+    return np.array(tables.GELU, dtype=np.float32)
 
 
 def _require(cond: bool, what: str) -> None:
@@ -229,8 +233,10 @@ def check_bounds(cfg: "ModelConfig") -> dict[str, int]:
     _require((1 << OUT_EXP_BITS) * FREQ_SPREAD < 1 << 31, "int32 frequency numerator")
     _require(cfg.context_length <= (1 << 16), "context length")
     # The attention table must be 0 at its end (masking) and the output table too.
-    _require(attention_exp_table()[-1] == 0, "attention table ends at 0")
-    _require(output_exp_table()[-1] == 0, "output table ends at 0")
+    att, out = tables.ATTENTION_EXP, tables.OUTPUT_EXP
+    _require(len(att) == ATT_LUT_SIZE and att[-1] == 0, "attention table ends at 0")
+    _require(len(out) == OUT_LUT_SIZE and out[-1] == 0, "output table ends at 0")
+    _require(len(tables.GELU) == 2 * HID_MAX + 1, "GELU table size")
     # Masked scores must land on the last (zero) attention entry.
     worst_gap = -MASK_VALUE - (cfg.head_dim * a * a + POS_BIAS_MAX)
     _require(worst_gap / (1 << cfg.shift_att) >= ATT_LUT_SIZE - 1, "mask reaches the zero entry")
