@@ -188,7 +188,7 @@ def _rate_table(doc: dict, group: str) -> list[str]:
             cells.append(cell)
             adjusted.append("—" if r is None else _pct(r["adjusted_rate"]))
             m = (r or {}).get("modes") or {}
-            modes.append("—" if not m else f"{m.get('lm', 0)}/{m.get('zstd', 0)}/{m.get('raw', 0)}")
+            modes.append("—" if not m else f"{m.get('lm', 0) + m.get('lm_mix', 0)}/{m.get('zstd', 0)}/{m.get('raw', 0)}")
         total = _group_total(doc, group, codec)
         rows.append([f"`{codec}`", *cells, _pct(total and total["rate"])])
         if _is_lm(doc, codec):

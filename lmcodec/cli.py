@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import CorruptChunkError, LMCodecError, UnsupportedFormatError
 from .format import HEADER_SIZE, MAGIC, MAX_RAW_LENGTH, Mode, crc32c, parse_header
+from .mixcoding import DEFAULT_STREAM_LENGTH
 
 __all__ = ["main", "CONTAINER_MAGIC", "CONTAINER_VERSION"]
 
@@ -265,7 +266,12 @@ def cmd_compress(args) -> int:
         npy_header, dtype = (npy[0], npy[1]) if npy else (b"", None)
         if args.dtype is not None:
             dtype = args.dtype
-        codec = LMCodec(model=args.model, dtype=None if dtype is None else dtype.str)
+        codec = LMCodec(
+            model=args.model,
+            dtype=None if dtype is None else dtype.str,
+            mix=not args.no_mix,
+            stream_length=args.stream_length,
+        )
         chunk = args.chunk_size
         if dtype is not None and dtype.itemsize > 1 and chunk >= dtype.itemsize:
             chunk -= chunk % dtype.itemsize  # keep elements whole within a chunk
@@ -403,21 +409,21 @@ def cmd_info(args) -> int:
         p(f"rate:        {rate:.4f} bits/byte (ratio {ratio:.3f})")
     modes = {m: sum(h.mode == m for h in headers) for m in Mode}
     p("modes:       " + ", ".join(f"{m.name.lower()} {c}" for m, c in modes.items() if c))
-    models = sorted({h.model_id for h in headers if h.mode == Mode.LM})
+    models = sorted({h.model_id for h in headers if h.mode.uses_model})
     if models:
         p("models:      " + ", ".join(f"{_model_label(m)} ({m.hex()})" for m in models))
     dtypes = sorted({"bytes" if h.dtype is None else h.dtype.str for h in headers})
     p("dtypes:      " + ", ".join(dtypes))
     if args.chunks or len(headers) <= 16:
         p("")
-        p(f"{'chunk':>6} {'mode':>4} {'dtype':>5} {'raw':>12} {'stored':>12} {'bits/B':>7}  model")
+        p(f"{'chunk':>6} {'mode':>6} {'dtype':>5} {'raw':>12} {'stored':>12} {'bits/B':>7}  model")
         for i, (h, length) in enumerate(zip(headers, lengths)):
             rate = 8 * length / h.raw_length if h.raw_length else 0.0
             model = "-"
-            if h.mode == Mode.LM:
+            if h.mode.uses_model:
                 model = f"{_model_label(h.model_id)} seg={h.segment_length}"
             dt = "bytes" if h.dtype is None else h.dtype.str
-            p(f"{i:>6} {h.mode.name.lower():>4} {dt:>5} {h.raw_length:>12} {length:>12} "
+            p(f"{i:>6} {h.mode.name.lower():>6} {dt:>5} {h.raw_length:>12} {length:>12} "
               f"{rate:>7.3f}  {model}")
     return 0
 
@@ -471,6 +477,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHUNK_SIZE,
         metavar="BYTES",
         help="bytes per chunk (default 1 MiB; suffixes K, M, G allowed)",
+    )
+    c.add_argument(
+        "--no-mix",
+        action="store_true",
+        help="code with the model alone (mode lm, format version 1) instead of mixing it with "
+        "adaptive statistics (mode lm_mix, version 2)",
+    )
+    c.add_argument(
+        "--stream-length",
+        type=_parse_size,
+        default=DEFAULT_STREAM_LENGTH,
+        metavar="BYTES",
+        help=f"bytes per mixed stream (default {DEFAULT_STREAM_LENGTH})",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.add_argument("-v", "--verbose", action="store_true", help="print sizes when done")

@@ -1,9 +1,11 @@
 """``LMCodec``: the numcodecs codec (``codec_id = "lmcodec"``).
 
 Each encoded chunk is a 36-byte header (:mod:`lmcodec.format`) followed by the smallest of three
-bodies: the raw bytes, a zstd frame of the byte planes (the fallback) or the LM body (the byte
-planes coded with rANS under the model's predictions, :mod:`lmcodec.lmcoding`). So an encoded
-chunk is never longer than the raw chunk plus :data:`~lmcodec.format.HEADER_SIZE`.
+bodies: the raw bytes, a zstd frame of the byte planes (the fallback) or a model body. The model
+body is, by default, ``lm_mix`` (:mod:`lmcodec.mixcoding`: long streams, the model's tables mixed
+with statistics adapted on the chunk itself); with ``mix=False`` it is the plain ``lm`` body of
+format version 1 (:mod:`lmcodec.lmcoding`: independent segments, the model's tables as they are).
+An encoded chunk is never longer than the raw chunk plus :data:`~lmcodec.format.HEADER_SIZE`.
 
 The model is resolved lazily through :mod:`lmcodec.models` (cached there) and never stored on the
 codec, so codec objects are cheap, picklable and compare equal by configuration.
@@ -31,7 +33,9 @@ from .format import (
     zstd_compress,
     zstd_decompress,
 )
+from .mixcoding import DEFAULT_STREAM_LENGTH, MAX_RECORD_LENGTH, MAX_STREAM_LENGTH, StreamParams
 from .preprocess import join_planes, plane_layout, shuffle_dtype, split_planes, unshuffle
+from .transforms import Transform, apply_transform, choose_transform, invert_transform
 
 __all__ = ["LMCodec"]
 
@@ -91,6 +95,18 @@ class LMCodec(Codec):
         Where the model runs: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :mod:`lmcodec.models`).
     fallback_level : int
         zstd level of the fallback body (stored instead of the LM body when smaller).
+    mix : bool
+        ``True`` (default): code with the model mixed with adaptive statistics (mode
+        ``lm_mix``, format version 2). ``False``: the model alone (mode ``lm``, format
+        version 1, readable by every lmcodec release).
+    stream_length : int
+        ``lm_mix`` only: bytes per stream (one mixer lane and one rANS lane), rounded down to
+        a whole number of segments (at least one). Longer streams let the adaptive statistics
+        learn more; more streams decode in more parallel lanes. Default 16384.
+
+    The record length the mixer uses (e.g. an image row) is taken from the input's shape:
+    the length of the last axis of a numpy array with two or more dimensions (see
+    :meth:`encode_batch`); otherwise the mixer detects it.
 
     Notes
     -----
@@ -109,6 +125,8 @@ class LMCodec(Codec):
         segment_length: int | None = None,
         device: str = "auto",
         fallback_level: int = 3,
+        mix: bool = True,
+        stream_length: int = DEFAULT_STREAM_LENGTH,
     ):
         if model is None:
             model = _default_model_name()
@@ -129,6 +147,14 @@ class LMCodec(Codec):
         self.segment_length = segment_length
         self.device = device
         self.fallback_level = int(fallback_level)
+        if not isinstance(mix, bool):
+            raise TypeError(f"mix must be a bool, got {mix!r}")
+        if isinstance(stream_length, bool) or int(stream_length) != stream_length:
+            raise TypeError(f"stream_length must be an int, got {stream_length!r}")
+        if not 1 <= int(stream_length) <= MAX_STREAM_LENGTH:
+            raise ValueError(f"stream_length must be in 1..{MAX_STREAM_LENGTH}, got {stream_length}")
+        self.mix = mix
+        self.stream_length = int(stream_length)
 
     # -- numcodecs protocol ----------------------------------------------------------------
 
@@ -140,6 +166,8 @@ class LMCodec(Codec):
             "segment_length": self.segment_length,
             "device": self.device,
             "fallback_level": self.fallback_level,
+            "mix": self.mix,
+            "stream_length": self.stream_length,
         }
 
     @classmethod
@@ -169,8 +197,13 @@ class LMCodec(Codec):
 
     # -- batches ---------------------------------------------------------------------------
 
-    def _prepare(self, buf) -> tuple[np.ndarray, np.dtype | None]:
-        """``(raw bytes as uint8 1-D, shuffle dtype)`` of one input chunk."""
+    def _prepare(self, buf) -> tuple[np.ndarray, np.dtype | None, int]:
+        """``(raw bytes as uint8 1-D, shuffle dtype, record length)`` of one input chunk.
+
+        The record length (bytes of one plane per row of the array, for the ``lm_mix`` mixer) is
+        the last axis (first axis for an F-ordered array) of a numpy array with two or more
+        dimensions, else 0 (unknown).
+        """
         if isinstance(buf, np.ndarray) and not (buf.flags.c_contiguous or buf.flags.f_contiguous):
             buf = np.ascontiguousarray(buf)
         arr = ensure_contiguous_ndarray(buf)
@@ -180,26 +213,40 @@ class LMCodec(Codec):
             dt = None  # plain bytes-like input
         else:
             dt = arr.dtype
+        record = 0
+        if isinstance(buf, np.ndarray) and buf.ndim >= 2:
+            row = buf.shape[0] if (buf.flags.f_contiguous and not buf.flags.c_contiguous) else buf.shape[-1]
+            sdt = shuffle_dtype(dt)
+            record = row * buf.dtype.itemsize // (sdt.itemsize if sdt is not None else 1)
+            record = record if 2 <= record <= MAX_RECORD_LENGTH else 0
         data = arr.view(np.uint8).reshape(-1)
         if data.shape[0] > MAX_RAW_LENGTH:
             raise ValueError(f"chunk of {data.shape[0]} bytes exceeds the {MAX_RAW_LENGTH} cap")
-        return data, shuffle_dtype(dt)
+        return data, shuffle_dtype(dt), record
 
-    def encode_batch(self, bufs: Sequence[Any]) -> list[bytes]:
+    def encode_batch(self, bufs: Sequence[Any], record_lengths: Sequence[int] | None = None) -> list[bytes]:
         """Encode many chunks at once; the result equals ``[self.encode(b) for b in bufs]``.
 
-        The LM segments of all chunks are coded in one pooled call, which is what makes the
-        model run efficiently.
+        The model segments of all chunks are coded in one pooled call, which is what makes the
+        model run efficiently. ``record_lengths`` (one per chunk, bytes per row of a plane, 0 =
+        unknown) overrides the record length taken from each input's shape, e.g. for storage
+        layers that pass flat bytes but know the chunk's shape (:mod:`lmcodec.zarr3`).
         """
         prepared = [self._prepare(b) for b in bufs]
-        to_code = [i for i, (data, _) in enumerate(prepared) if data.shape[0]]
-        planes = {i: split_planes(*prepared[i]) for i in to_code}
+        if record_lengths is not None:
+            if len(record_lengths) != len(bufs):
+                raise ValueError(f"{len(record_lengths)} record lengths for {len(bufs)} chunks")
+            prepared = [
+                (d, dt, int(r) if 2 <= int(r) <= MAX_RECORD_LENGTH else 0)
+                for (d, dt, _), r in zip(prepared, record_lengths)
+            ]
+        to_code = [i for i, (data, _, _) in enumerate(prepared) if data.shape[0]]
+        planes = {i: split_planes(*prepared[i][:2]) for i in to_code}
         lm_bodies: dict[int, bytes] = {}
         model_id = bytes(8)
         segment_length = 0
+        lm_mode = Mode.LM_MIX if self.mix else Mode.LM
         if to_code:
-            from .lmcoding import encode_planes
-
             model = _load_model(self.model, self.device)
             model_id = bytes(model.model_id)
             segment_length = self.segment_length or int(model.context_length)
@@ -208,12 +255,26 @@ class LMCodec(Codec):
                     f"segment_length {segment_length} exceeds the context length "
                     f"{model.context_length} of model {self.model!r}"
                 )
-            chunks = [planes[i] for i in to_code]
-            for i, body in zip(to_code, encode_planes(model, chunks, segment_length)):
+            if self.mix:
+                from .mixcoding import encode_chunks
+
+                per_stream = max(1, self.stream_length // segment_length)
+                params, chunks = [], []
+                for i in to_code:
+                    data, dt, record = prepared[i]
+                    transform = choose_transform(data, dt, record)
+                    params.append(StreamParams(per_stream, record, int(transform)))
+                    chunks.append(split_planes(apply_transform(data, dt, transform, record), dt))
+                bodies = encode_chunks(model, chunks, segment_length, params)
+            else:
+                from .lmcoding import encode_planes
+
+                bodies = encode_planes(model, [planes[i] for i in to_code], segment_length)
+            for i, body in zip(to_code, bodies):
                 lm_bodies[i] = bytes(body)
 
         out: list[bytes] = []
-        for i, (data, dt) in enumerate(prepared):
+        for i, (data, dt, _) in enumerate(prepared):
             n = data.shape[0]
             crc = crc32c(data)
             mode, body = Mode.RAW, None
@@ -224,9 +285,9 @@ class LMCodec(Codec):
                 if len(zbody) < best:
                     mode, body, best = Mode.ZSTD, zbody, len(zbody)
                 if len(lm_bodies[i]) < best:
-                    mode, body, best = Mode.LM, lm_bodies[i], len(lm_bodies[i])
-            if mode == Mode.LM:
-                header = Header(Mode.LM, n, crc, dt, segment_length, model_id)
+                    mode, body, best = lm_mode, lm_bodies[i], len(lm_bodies[i])
+            if mode.uses_model:
+                header = Header(mode, n, crc, dt, segment_length, model_id)
             else:
                 header = Header(mode, n, crc, dt)
             if body is None:
@@ -266,18 +327,19 @@ class LMCodec(Codec):
             dests.append(dest)
 
         decoded: list[Any] = [None] * len(parsed)
-        groups: dict[tuple[bytes, int], list[int]] = {}
+        groups: dict[tuple[Mode, bytes, int], list[int]] = {}
         for i, (header, body) in enumerate(parsed):
-            if header.mode == Mode.LM:
-                groups.setdefault((header.model_id, header.segment_length), []).append(i)
+            if header.mode.uses_model:
+                key = (header.mode, header.model_id, header.segment_length)
+                groups.setdefault(key, []).append(i)
             elif header.mode == Mode.ZSTD:
                 with _chunk_context(i, multi):
                     shuffled = zstd_decompress(body, header.raw_length)
                 decoded[i] = unshuffle(shuffled, header.raw_length, header.dtype)
             else:
                 decoded[i] = body
-        for (model_id, segment_length), idx in groups.items():
-            self._decode_lm_group(parsed, decoded, model_id, segment_length, idx, multi)
+        for (mode, model_id, segment_length), idx in groups.items():
+            self._decode_model_group(parsed, decoded, mode, model_id, segment_length, idx, multi)
 
         results: list[Any] = []
         for i, ((header, _), data, dest) in enumerate(zip(parsed, decoded, dests)):
@@ -291,8 +353,13 @@ class LMCodec(Codec):
                 results.append(outs[i])
         return results
 
-    def _decode_lm_group(self, parsed, decoded, model_id, segment_length, idx, multi):
-        from .lmcoding import decode_planes
+    def _decode_model_group(self, parsed, decoded, mode, model_id, segment_length, idx, multi):
+        from . import lmcoding, mixcoding
+
+        def decode_planes(*args):  # -> [(planes, lm_mix stream parameters or None), ...]
+            if mode == Mode.LM_MIX:
+                return mixcoding.decode_chunks(*args)
+            return [(p, None) for p in lmcoding.decode_planes(*args)]
 
         model = _load_model_by_id(model_id, self.device)
         if segment_length > model.context_length:
@@ -314,8 +381,10 @@ class LMCodec(Codec):
                 with _chunk_context(i, multi):
                     decode_planes(model, bodies[j : j + 1], layouts[j : j + 1], segment_length)
             raise
-        for i, h, p in zip(idx, headers, planes):
+        for i, h, (p, params) in zip(idx, headers, planes):
             decoded[i] = join_planes(list(p), h.raw_length, h.dtype)
+            if params is not None:
+                invert_transform(decoded[i], h.dtype, Transform(params.transform), params.record_length)
 
 
 class _chunk_context:

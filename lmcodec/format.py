@@ -4,15 +4,15 @@ Header (all integers little-endian)::
 
     offset size  field
     0      4     magic b"LMCz"
-    4      1     format version (FORMAT_VERSION = 1)
-    5      1     mode: 0 raw, 1 zstd, 2 lm
+    4      1     format version: the lowest version that defines the mode (MODE_VERSION)
+    5      1     mode: 0 raw, 1 zstd, 2 lm (version 1); 3 lm_mix (version 2)
     6      1     dtype code (DTYPE_CODES: 0 bytes, 1 u1, 2 i1, 3 u2, 4 i2, 5 u4, 6 i4,
                  7 u8, 8 i8, 9 f2, 10 f4, 11 f8)
     7      1     flags: bit 0 = big-endian element byte order; bits 1..7 reserved, zero
-    8      4     segment length (mode lm: >= 1; other modes: 0)
+    8      4     segment length (modes lm, lm_mix: >= 1; other modes: 0)
     12     8     raw length in bytes
     20     4     CRC32C (Castagnoli) of the raw bytes
-    24     8     model id (mode lm; zeros otherwise)
+    24     8     model id (modes lm, lm_mix; zeros otherwise)
     32     4     CRC32C of header bytes 0..31
 
 :func:`parse_header` validates everything it can before any allocation that depends on the
@@ -38,6 +38,7 @@ __all__ = [
     "LM_MAX_RATIO",
     "ZSTD_MAX_RATIO",
     "Mode",
+    "MODE_VERSION",
     "Header",
     "DTYPE_CODES",
     "dtype_to_code",
@@ -50,7 +51,8 @@ __all__ = [
 ]
 
 MAGIC = b"LMCz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Newest chunk format version this module reads and writes."""
 _STRUCT = struct.Struct("<4sBBBBIQI8s")
 HEADER_SIZE = _STRUCT.size + 4  # + header CRC32C
 assert HEADER_SIZE == 36
@@ -77,6 +79,17 @@ class Mode(enum.IntEnum):
     RAW = 0
     ZSTD = 1
     LM = 2
+    LM_MIX = 3
+
+    @property
+    def uses_model(self) -> bool:
+        """The body is coded with a model (segment length and model id are set)."""
+        return self in (Mode.LM, Mode.LM_MIX)
+
+
+MODE_VERSION = {Mode.RAW: 1, Mode.ZSTD: 1, Mode.LM: 1, Mode.LM_MIX: 2}
+"""Format version that introduced each mode. A chunk is written with the version of its mode,
+so chunks that do not need a newer mode stay readable by older decoders."""
 
 
 # Frozen table: index = code stored in the header. Never reorder, only append (with a version bump).
@@ -140,24 +153,29 @@ class Header:
     """Shuffle dtype, ``None`` for plain bytes."""
     segment_length: int = 0
     model_id: bytes = _NO_MODEL
-    version: int = FORMAT_VERSION
+    version: int | None = None
+    """Format version; ``None`` means the version of the mode (:data:`MODE_VERSION`)."""
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode(self.mode))
+        if self.version is None:
+            object.__setattr__(self, "version", MODE_VERSION[self.mode])
         if self.dtype is not None:
             object.__setattr__(self, "dtype", np.dtype(self.dtype))
 
 
 def pack_header(header: Header) -> bytes:
     """The 36 header bytes of ``header`` (``ValueError`` if it violates the format)."""
-    if header.version != FORMAT_VERSION:
-        raise ValueError(f"can only write format version {FORMAT_VERSION}")
+    if header.version != MODE_VERSION[header.mode]:
+        raise ValueError(
+            f"mode {header.mode.name} is written as format version {MODE_VERSION[header.mode]}"
+        )
     code, flags = dtype_to_code(header.dtype)
     if code == 0 and header.dtype is not None:
         raise ValueError(f"dtype {header.dtype} has no code in the header's dtype table")
     if not 0 <= header.raw_length <= MAX_RAW_LENGTH:
         raise ValueError(f"raw length {header.raw_length} outside 0..{MAX_RAW_LENGTH}")
-    if header.mode == Mode.LM:
+    if header.mode.uses_model:
         if not 1 <= header.segment_length < 1 << 32:
             raise ValueError("LM chunks need a segment length in 1..2**32-1")
         if len(header.model_id) != 8:
@@ -169,7 +187,7 @@ def pack_header(header: Header) -> bytes:
         model_id = _NO_MODEL
     head = _STRUCT.pack(
         MAGIC,
-        FORMAT_VERSION,
+        header.version,
         int(header.mode),
         code,
         flags,
@@ -212,6 +230,8 @@ def parse_header(buf, body_length: int | None = None) -> Header:
         mode = Mode(mode)
     except ValueError:
         raise UnsupportedFormatError(f"unknown chunk mode {mode}") from None
+    if MODE_VERSION[mode] > version:
+        raise CorruptChunkError(f"mode {mode} does not exist in format version {version}")
     if flags & ~_KNOWN_FLAGS:
         raise CorruptChunkError(f"reserved header flags set: {flags:#04x}")
     dtype = code_to_dtype(code, flags)
@@ -235,7 +255,7 @@ def parse_header(buf, body_length: int | None = None) -> Header:
         raise CorruptChunkError(
             f"declared raw length {raw_len} impossible for a {body_length}-byte LM body"
         )
-    if mode == Mode.LM:
+    if mode.uses_model:
         if seg == 0:
             raise CorruptChunkError("LM chunk with segment length 0")
     elif seg != 0 or model_id != _NO_MODEL:

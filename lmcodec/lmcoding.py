@@ -113,7 +113,7 @@ def encode_planes(
 
     bodies: list[bytearray] = [bytearray() for _ in layouts]
     for i, lane in enumerate(lanes):
-        bodies[lane.chunk] += _varint(int(counts[i]))
+        bodies[lane.chunk] += encode_varint(int(counts[i]))
     chunk_of = np.array([lane.chunk for lane in lanes], dtype=np.int64)
     for c, body in enumerate(bodies):
         body += states[chunk_of == c].astype("<u4").tobytes()
@@ -157,7 +157,7 @@ def decode_planes(
         chunk_lanes = _lanes([layout], segment_length, CorruptChunkError)
         chunk_counts, pos = [], 0
         for lane in chunk_lanes:
-            count, pos = _read_varint(view, pos, lane.length)
+            count, pos = read_varint(view, pos, lane.length)
             chunk_counts.append(count)
         expected = pos + _STATE_BYTES * n_lanes + _WORD_BYTES * sum(chunk_counts)
         if len(view) != expected:
@@ -248,7 +248,7 @@ def _lanes(
     return lanes
 
 
-def _varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     """Unsigned LEB128."""
     out = bytearray()
     while value >= 0x80:
@@ -258,19 +258,23 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _read_varint(view: memoryview, pos: int, cap: int) -> tuple[int, int]:
-    """Read a minimal unsigned LEB128 value ``<= cap`` at ``pos``; return ``(value, new pos)``."""
+def read_varint(view: memoryview, pos: int, cap: int, what: str = "word count") -> tuple[int, int]:
+    """Read a minimal unsigned LEB128 value ``<= cap`` at ``pos``; return ``(value, new pos)``.
+
+    Raises :class:`CorruptChunkError` (naming ``what``) for a truncated, non-minimal or too
+    large value; never reads more than ``cap.bit_length() // 7 + 1`` bytes.
+    """
     value, shift = 0, 0
     while True:
         if pos >= len(view):
-            raise CorruptChunkError("truncated word count")
+            raise CorruptChunkError(f"truncated {what}")
         byte = view[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if value > cap:
-            raise CorruptChunkError(f"word count {value} exceeds segment length {cap}")
+            raise CorruptChunkError(f"{what} {value} exceeds its bound {cap}")
         if byte < 0x80:
             if byte == 0 and shift:
-                raise CorruptChunkError("non-minimal word count encoding")
+                raise CorruptChunkError(f"non-minimal {what} encoding")
             return value, pos
         shift += 7

@@ -132,21 +132,73 @@ def encode_lanes(
         table, cs = _cumulative(freqs[lanes, p], ValueError)
         s = symbols[lanes, p].astype(np.intp)
         rows = np.arange(len(s))
-        f_int = table[rows, s]
-        f = f_int.astype(np.uint64)
-        c = (cs[rows, s] - f_int).astype(np.uint64)
-        xa = x[lanes]
-        emit = xa >= (f << _PREC_SHIFT)
-        words[p, lanes] = (xa & _WORD_MASK).astype(np.uint16)
-        emitted[p, lanes] = emit
-        xa = np.where(emit, xa >> _WORD_SHIFT, xa)
-        q, r = np.divmod(xa, f)
-        x[lanes] = (q << _PREC_SHIFT) + r + c
+        f = table[rows, s]
+        x[lanes] = _encode_one(x, lanes, cs[rows, s] - f, f, words[p], emitted[p])
 
     # The decoder reads lane i's words in increasing position order: row-major over [B, n].
     flat = words.T[emitted.T]
     counts = emitted.sum(axis=0, dtype=np.int64)
     return x.astype(np.uint32), flat, counts
+
+
+def encode_intervals(
+    cums: np.ndarray, freqs: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode ``B`` lanes given only each coded symbol's interval (same bitstream as
+    :func:`encode_lanes`).
+
+    For adaptive models whose full tables are produced one position at a time and cannot all be
+    kept: ``cums[i, p]`` and ``freqs[i, p]`` are the cumulative frequency ``c`` and frequency
+    ``f`` of lane ``i``'s symbol at position ``p`` in that position's table.
+
+    Args:
+        cums: integer ``[B, n]``, ``0 <= c`` and ``c + f <= TOTAL`` where read.
+        freqs: integer ``[B, n]``, ``1 <= f <= MAX_FREQ`` where read.
+        lengths: integer ``[B]``; only positions ``p < lengths[i]`` are read.
+
+    Returns:
+        ``(final_states, words, word_counts)`` exactly as :func:`encode_lanes`.
+
+    Raises:
+        ValueError: bad shapes, lengths or intervals.
+    """
+    cums = np.asarray(cums)
+    freqs = np.asarray(freqs)
+    if cums.ndim != 2 or cums.shape != freqs.shape or any(a.dtype.kind not in "iu" for a in (cums, freqs)):
+        raise ValueError(f"cums and freqs must be integer [B, n], got {cums.shape} and {freqs.shape}")
+    n_lanes, n = cums.shape
+    lengths = _lengths(lengths, n_lanes, n)
+    used = np.arange(n)[None, :] < lengths[:, None]
+    c_used, f_used = cums[used].astype(np.int64), freqs[used].astype(np.int64)
+    if c_used.size and (f_used.min() < 1 or f_used.max() > MAX_FREQ or c_used.min() < 0
+                        or (c_used + f_used).max() > TOTAL):
+        raise ValueError("symbol interval outside the 16-bit frequency range")
+
+    x = np.full(n_lanes, STATE_LOWER, dtype=np.uint64)
+    words = np.zeros((n, n_lanes), dtype=np.uint16)
+    emitted = np.zeros((n, n_lanes), dtype=bool)
+    for p in range(n - 1, -1, -1):
+        lanes = _active_lanes(lengths > p)
+        if lanes is None:
+            continue
+        x[lanes] = _encode_one(x, lanes, cums[lanes, p], freqs[lanes, p], words[p], emitted[p])
+    flat = words.T[emitted.T]
+    counts = emitted.sum(axis=0, dtype=np.int64)
+    return x.astype(np.uint32), flat, counts
+
+
+def _encode_one(x, lanes, c, f, words_row, emitted_row) -> np.ndarray:
+    """One rANS encoding step (module docstring) for ``lanes``; writes the emitted words into
+    ``words_row``/``emitted_row`` and returns the lanes' new states."""
+    f = np.asarray(f).astype(np.uint64)
+    c = np.asarray(c).astype(np.uint64)
+    xa = x[lanes]
+    emit = xa >= (f << _PREC_SHIFT)
+    words_row[lanes] = (xa & _WORD_MASK).astype(np.uint16)
+    emitted_row[lanes] = emit
+    xa = np.where(emit, xa >> _WORD_SHIFT, xa)
+    q, r = np.divmod(xa, f)
+    return (q << _PREC_SHIFT) + r + c
 
 
 class RansLaneDecoder:

@@ -30,6 +30,7 @@ from zarr.core.common import JSON, parse_named_configuration
 from zarr.registry import register_codec
 
 from .codec import LMCodec
+from .mixcoding import DEFAULT_STREAM_LENGTH
 from .preprocess import shuffle_dtype
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ __all__ = ["CODEC_NAME", "LMZarrCodec"]
 
 CODEC_NAME = "lmcodec.lmcodec"
 """The codec's ``name`` in zarr.json (zarr format 3)."""
+
+_PARAMETERS = (
+    "model", "dtype", "segment_length", "device", "fallback_level", "mix", "stream_length"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class LMZarrCodec(BytesBytesCodec):
     segment_length: int | None
     device: str
     fallback_level: int
+    mix: bool
+    stream_length: int
 
     def __init__(
         self,
@@ -69,17 +76,19 @@ class LMZarrCodec(BytesBytesCodec):
         segment_length: int | None = None,
         device: str = "auto",
         fallback_level: int = 3,
+        mix: bool = True,
+        stream_length: int = DEFAULT_STREAM_LENGTH,
     ) -> None:
         # LMCodec validates and normalises every parameter (and resolves the default model)
-        config = LMCodec(model, dtype, segment_length, device, fallback_level).get_config()
-        for key in ("model", "dtype", "segment_length", "device", "fallback_level"):
+        config = LMCodec(
+            model, dtype, segment_length, device, fallback_level, mix, stream_length
+        ).get_config()
+        for key in _PARAMETERS:
             object.__setattr__(self, key, config[key])
 
     @cached_property
     def _codec(self) -> LMCodec:
-        return LMCodec(
-            self.model, self.dtype, self.segment_length, self.device, self.fallback_level
-        )
+        return LMCodec(**{key: getattr(self, key) for key in _PARAMETERS})
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -96,6 +105,8 @@ class LMZarrCodec(BytesBytesCodec):
             "model": self.model,
             "device": self.device,
             "fallback_level": self.fallback_level,
+            "mix": self.mix,
+            "stream_length": self.stream_length,
         }
         if self.dtype is not None:
             configuration["dtype"] = self.dtype
@@ -126,8 +137,24 @@ class LMZarrCodec(BytesBytesCodec):
     async def encode(
         self, chunks_and_specs: Iterable[tuple[Buffer | None, ArraySpec]]
     ) -> Iterable[Buffer | None]:
-        """Encode a batch of chunks with one ``LMCodec.encode_batch`` call (off the event loop)."""
-        return await self._run(self._codec.encode_batch, chunks_and_specs)
+        """Encode a batch of chunks with one ``LMCodec.encode_batch`` call (off the event loop).
+
+        The mixer's record length is the chunk's last dimension (one row of a plane), from the
+        chunk's array spec: zarr hands this codec flat bytes.
+        """
+        items = list(chunks_and_specs)
+        records = [self._record_length(spec) for chunk, spec in items if chunk is not None]
+        return await self._run(
+            lambda arrays: self._codec.encode_batch(arrays, record_lengths=records), items
+        )
+
+    def _record_length(self, spec: ArraySpec) -> int:
+        """Bytes of one plane per row of the chunk (0: a 1-D chunk or unknown)."""
+        if len(spec.shape) < 2:
+            return 0
+        itemsize = np.dtype(spec.dtype.to_native_dtype()).itemsize
+        shuffled = shuffle_dtype(self.dtype)
+        return spec.shape[-1] * itemsize // (shuffled.itemsize if shuffled is not None else 1)
 
     async def decode(
         self, chunks_and_specs: Iterable[tuple[Buffer | None, ArraySpec]]

@@ -41,7 +41,7 @@ def sample(dtype: str, shape: tuple[int, int] = SHAPE, seed: int = 0) -> np.ndar
 
 
 def chunk_modes(chunks: Iterable[bytes]) -> Counter:
-    """How many of the encoded ``chunks`` are in each mode (``"RAW"``, ``"ZSTD"``, ``"LM"``)."""
+    """How many of the encoded ``chunks`` are in each mode (``"RAW"``, ``"ZSTD"``, ``"LM"``, ``"LM_MIX"``)."""
     return Counter(parse_header(c).mode.name for c in chunks)
 
 

@@ -169,7 +169,7 @@ def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     for r in lm:
         assert sum(r["modes"].values()) == r["n_chunks"]
         assert r["adjusted_rate"] == pytest.approx((r["compressed_bytes"] + 1000) / r["raw_bytes"])
-    assert lm[0]["modes"]["lm"] > 0  # lm_friendly text: the stand-in model wins
+    assert lm[0]["modes"]["lm_mix"] > 0  # lm_friendly text: the stand-in model wins
     skipped = {(s["codec"], s["dataset"]) for s in doc["skipped"]}
     assert ("png", "text") in skipped and ("flac", "image") in skipped and ("fpzip", "audio") in skipped
     ran = {(r["codec"], r["dataset"]) for r in results}
@@ -252,7 +252,7 @@ def test_validate_models_counts_real_lm_body_bytes():
 
     v = _validate_module()
     a = np.frombuffer(lm_friendly(3000), dtype=np.uint8)
-    enc = LMCodec(segment_length=FAKE.context_length).encode(a.tobytes())
+    enc = LMCodec(segment_length=FAKE.context_length, mix=False).encode(a.tobytes())
     assert parse_header(enc[:HEADER_SIZE], body_length=len(enc) - HEADER_SIZE).mode == Mode.LM
     assert v.lm_body_bytes(FAKE, a) == len(enc) - HEADER_SIZE
     bpb = v.bits_per_byte({"text": 100, "audio": 300}, {"text": 400, "audio": 400})

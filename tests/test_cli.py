@@ -40,10 +40,18 @@ def test_raw_file_multi_chunk(tmp_path, capsys):
     assert f"raw size:    {len(data)} bytes" in info
     assert f"stored size: {packed.stat().st_size} bytes" in info
     modes = next(line for line in info.splitlines() if line.startswith("modes:"))
-    assert "lm " in modes
+    assert "lm_mix " in modes
     assert "bits/byte" in info and FAKE.model_id.hex() in info
     # every chunk is listed (<= 16 chunks)
     assert sum(1 for line in info.splitlines() if line.strip()[:1].isdigit()) == 8
+
+
+def test_no_mix_writes_format_version_1_chunks(tmp_path, capsys):
+    src = tmp_path / "data.bin"
+    src.write_bytes(lm_friendly(3000))
+    packed, info = _round_trip(tmp_path, capsys, src, "--chunk-size", "1000", "--no-mix")
+    modes = next(line for line in info.splitlines() if line.startswith("modes:"))
+    assert modes.split() == ["modes:", "lm", "3"]
 
 
 def test_raw_file_with_dtype_and_size_suffix(tmp_path, capsys):
@@ -101,7 +109,7 @@ def test_bare_chunk_decompress_and_info(tmp_path, capsys):
     data = lm_friendly(2000)
     chunk = tmp_path / "chunk.lmcz"
     chunk.write_bytes(LMCodec().encode(data))
-    assert parse_header(chunk.read_bytes()).mode == Mode.LM
+    assert parse_header(chunk.read_bytes()).mode == Mode.LM_MIX
     code, _, err = _run(capsys, "decompress", chunk, tmp_path / "out")
     assert code == 0, err
     assert (tmp_path / "out").read_bytes() == data

@@ -83,14 +83,15 @@ def test_hypothesis_array_round_trip(n, dtype, seed):
 @pytest.mark.parametrize("dtype", ["u1", "<i2", ">i2", "<i4", "<f4", ">f4", "<f8", ">f8"])
 def test_large_arrays_round_trip(dtype):
     arr = _smooth(100_000 // np.dtype(dtype).itemsize, dtype)
-    enc = _roundtrip(LMCodec(), arr, arr.tobytes())
+    mix = dtype in ("<i2", ">f8")  # lm_mix on two dtypes (it is slow); smaller ones elsewhere
+    enc = _roundtrip(LMCodec(mix=mix), arr, arr.tobytes())
     assert parse_header(enc).dtype == np.dtype(dtype)
 
 
 def test_large_skewed_round_trip_uses_lm():
     data = lm_friendly(100_000)
     enc = _roundtrip(LMCodec(), data, data)
-    assert _mode(enc) == Mode.LM
+    assert _mode(enc).uses_model
 
 
 def test_every_mode_is_chosen_when_smallest():
@@ -98,10 +99,15 @@ def test_every_mode_is_chosen_when_smallest():
     rng = np.random.default_rng(2)
     incompressible = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
     assert _mode(_roundtrip(codec, incompressible, incompressible)) == Mode.RAW
-    repetitive = bytes(range(256)) * 50  # zstd finds the period, the stand-in model cannot
+    # a random block repeated: zstd copies it for a few bytes, the mixer's match model has to
+    # learn to trust its matches first
+    repetitive = rng.integers(0, 256, 1500, dtype=np.uint8).tobytes() * 3
     assert _mode(_roundtrip(codec, repetitive, repetitive)) == Mode.ZSTD
+    periodic = bytes(range(256)) * 50  # the stand-in model alone cannot find the period...
+    assert _mode(_roundtrip(LMCodec(mix=False), periodic, periodic)) == Mode.ZSTD
+    assert _mode(_roundtrip(codec, periodic, periodic)) == Mode.LM_MIX  # ...the mixer can
     skewed = lm_friendly(5000)
-    assert _mode(_roundtrip(codec, skewed, skewed)) == Mode.LM
+    assert _mode(_roundtrip(codec, skewed, skewed)) == Mode.LM_MIX
 
 
 def test_zstd_fallback_codes_the_byte_planes():
@@ -109,7 +115,7 @@ def test_zstd_fallback_codes_the_byte_planes():
     from lmcodec.preprocess import shuffle
 
     arr = np.arange(20_000, dtype=">i8")
-    enc = _roundtrip(LMCodec(), arr, arr.tobytes())
+    enc = _roundtrip(LMCodec(mix=False), arr, arr.tobytes())  # the mixer would beat zstd here
     h = parse_header(enc)
     assert h.mode == Mode.ZSTD and h.dtype == np.dtype(">i8")
     assert enc[HEADER_SIZE:] == zstd_compress(shuffle(arr.view(np.uint8), arr.dtype), 3)
@@ -128,7 +134,7 @@ def test_segment_length_parameter(seg):
     arr = _smooth(300, "<i4")
     enc = _roundtrip(LMCodec(segment_length=seg), arr, arr.tobytes())
     h = parse_header(enc)
-    if h.mode == Mode.LM:
+    if h.mode.uses_model:
         assert h.segment_length == seg
 
 
@@ -228,7 +234,7 @@ def test_encode_batch_equals_per_chunk_encode():
         _smooth(700, "<f4"),
         _smooth(333, ">i2"),
         rng.integers(0, 256, 2000, dtype=np.uint8).tobytes(),
-        bytes(range(256)) * 20,
+        rng.integers(0, 256, 700, dtype=np.uint8).tobytes() * 3,
         b"the cat sat on the mat " * 30,
         lm_friendly(1000),
         _smooth(SEG * 3 + 1, "u1"),
@@ -237,7 +243,7 @@ def test_encode_batch_equals_per_chunk_encode():
     single = [codec.encode(b) for b in bufs]
     assert batch == single
     modes = {_mode(e) for e in batch}
-    assert modes == {Mode.RAW, Mode.ZSTD, Mode.LM}
+    assert modes == {Mode.RAW, Mode.ZSTD, Mode.LM_MIX}
     decoded = codec.decode_batch(batch)
     expected = [b if isinstance(b, bytes) else b.tobytes() for b in bufs]
     assert decoded == expected
@@ -255,7 +261,7 @@ def test_decode_batch_mixed_segment_lengths_and_models(monkeypatch):
         LMCodec(model=other).encode(b),
         LMCodec(model=other, segment_length=77).encode(b),
     ]
-    assert {parse_header(e).mode for e in encs} == {Mode.LM}
+    assert {parse_header(e).mode for e in encs} == {Mode.LM_MIX}
     assert {(parse_header(e).model_id, parse_header(e).segment_length) for e in encs} == {
         (FAKE.model_id, 100),
         (FAKE.model_id, SEG),
@@ -268,7 +274,7 @@ def test_decode_batch_mixed_segment_lengths_and_models(monkeypatch):
 def test_decode_batch_names_failing_chunk():
     codec = LMCodec()
     encs = codec.encode_batch([lm_friendly(300, 1), lm_friendly(300, 2)])
-    assert {_mode(e) for e in encs} == {Mode.LM}
+    assert {_mode(e) for e in encs} == {Mode.LM_MIX}
     bad = bytearray(encs[1])
     bad[-1] ^= 0x55
     with pytest.raises(Exception, match="chunk 1"):
@@ -280,7 +286,7 @@ def test_decode_batch_names_failing_chunk():
 
 def test_unknown_model_at_decode(monkeypatch):
     enc = LMCodec().encode(lm_friendly(500))
-    assert _mode(enc) == Mode.LM
+    assert _mode(enc) == Mode.LM_MIX
     install_fake_models(monkeypatch, {FAKE_OTHER.name: FAKE_OTHER})
     with pytest.raises(ModelNotFoundError) as info:
         LMCodec(model=FAKE_OTHER.name).decode(enc)
@@ -312,6 +318,8 @@ def test_config_round_trip_and_registry():
         "segment_length": 32,
         "device": "auto",
         "fallback_level": 5,
+        "mix": True,
+        "stream_length": 16384,
     }
     assert json.loads(json.dumps(config)) == config
     assert numcodecs.get_codec(config) == codec
@@ -322,7 +330,7 @@ def test_config_round_trip_and_registry():
     assert LMCodec().get_config()["model"] == FAKE.name  # default resolved in the config
     assert repr(codec) == (
         f"LMCodec(model={FAKE.name!r}, dtype='<f4', segment_length=32, device='auto', "
-        "fallback_level=5)"
+        "fallback_level=5, mix=True, stream_length=16384)"
     )
 
 
@@ -337,6 +345,10 @@ def test_invalid_parameters():
         LMCodec(dtype="not-a-dtype")
     with pytest.raises(ValueError):
         LMCodec(dtype="O")
+    with pytest.raises(TypeError):
+        LMCodec(mix=1)
+    with pytest.raises(ValueError):
+        LMCodec(stream_length=0)
 
 
 def test_pickle():
@@ -344,7 +356,8 @@ def test_pickle():
     codec.encode(b"warm up the model cache")
     clone = pickle.loads(pickle.dumps(codec))
     assert clone == codec and clone.get_config() == codec.get_config()
-    assert set(vars(clone)) == {"model", "dtype", "segment_length", "device", "fallback_level"}
+    assert set(vars(clone)) == {"model", "dtype", "segment_length", "device", "fallback_level", "mix",
+                                "stream_length"}
     data = _smooth(100, ">i4")
     assert clone.decode(codec.encode(data)) == data.tobytes()
 
@@ -368,7 +381,8 @@ def test_fresh_process_entry_point():
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == (
-        "LMCodec(model='m', dtype=None, segment_length=None, device='auto', fallback_level=3)"
+        "LMCodec(model='m', dtype=None, segment_length=None, device='auto', fallback_level=3, "
+        "mix=True, stream_length=16384)"
     )
     assert lines[1] == "lmcodec.codec False False"  # registration keeps imports light
 

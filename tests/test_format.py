@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmcodec import preprocess
+from lmcodec import mixcoding, preprocess
 from lmcodec.codec import LMCodec
 from lmcodec.errors import CorruptChunkError, ModelNotFoundError, UnsupportedFormatError
 from lmcodec.format import (
@@ -58,7 +58,7 @@ def test_header_size_and_layout():
     h = Header(Mode.LM, 1000, 0xDEADBEEF, np.dtype(">f4"), 64, b"ABCDEFGH")
     b = pack_header(h)
     assert len(b) == HEADER_SIZE == 36
-    assert b[:4] == MAGIC and b[4] == FORMAT_VERSION and b[5] == 2
+    assert b[:4] == MAGIC and b[4] == 1 and b[5] == 2  # lm chunks are format version 1
     assert b[6] == DTYPE_CODES.index("f4") and b[7] == 1
     assert struct.unpack_from("<IQI", b, 8) == (64, 1000, 0xDEADBEEF)
     assert b[24:32] == b"ABCDEFGH"
@@ -74,7 +74,7 @@ def test_header_size_and_layout():
     model_id=st.binary(min_size=8, max_size=8),
 )
 def test_header_round_trip(mode, raw_length, crc, dtype, seg, model_id):
-    if mode == Mode.LM:
+    if mode.uses_model:
         h = Header(mode, raw_length, crc, dtype, seg, model_id)
     else:
         h = Header(mode, raw_length, crc, dtype)
@@ -125,12 +125,15 @@ def test_parse_header_errors():
     with pytest.raises(CorruptChunkError, match="checksum"):
         parse_header(good[:10] + b"\x01" + good[11:])
     # forged headers (valid CRC) with invalid fields
-    with pytest.raises(UnsupportedFormatError, match="version 2"):
-        parse_header(_forge(good, 4, "<B", 2))
+    with pytest.raises(UnsupportedFormatError, match=f"version {FORMAT_VERSION + 1}"):
+        parse_header(_forge(good, 4, "<B", FORMAT_VERSION + 1))
+    assert parse_header(_forge(good, 4, "<B", 2)).version == 2  # older modes exist in v2
     with pytest.raises(CorruptChunkError):
         parse_header(_forge(good, 4, "<B", 0))
     with pytest.raises(UnsupportedFormatError, match="mode"):
         parse_header(_forge(good, 5, "<B", 7))
+    with pytest.raises(CorruptChunkError, match="does not exist in format version 1"):
+        parse_header(_forge(good, 5, "<B", int(Mode.LM_MIX)))
     with pytest.raises(CorruptChunkError, match="dtype code"):
         parse_header(_forge(good, 6, "<B", 200))
     with pytest.raises(CorruptChunkError, match="flags"):
@@ -156,12 +159,14 @@ def test_parse_header_errors():
         (Mode.ZSTD, 2**34),
         (Mode.LM, 2**34),
         (Mode.LM, 100 * LM_MAX_RATIO + 1000),
+        (Mode.LM_MIX, 2**34),
+        (Mode.LM_MIX, 100 * LM_MAX_RATIO + 1000),
         (Mode.ZSTD, 2**63),
     ],
 )
 def test_huge_declared_length_refused_without_allocating(mode, raw_length):
     body = bytes(100)
-    if mode == Mode.LM:
+    if mode.uses_model:
         h = Header(mode, 1, 0, None, 1, FAKE.model_id)
     else:
         h = Header(mode, 1, 0)
@@ -179,10 +184,10 @@ def test_huge_declared_length_refused_without_allocating(mode, raw_length):
 
 
 def test_empty_non_raw_chunks_refused():
-    for mode in (Mode.ZSTD, Mode.LM):
+    for mode in (Mode.ZSTD, Mode.LM, Mode.LM_MIX):
         head = bytearray(pack_header(Header(Mode.RAW, 0, 0)))
-        head[5] = mode
-        if mode == Mode.LM:
+        head[4:6] = bytes([2, mode])
+        if mode.uses_model:
             head[8:12] = struct.pack("<I", 16)
             head[24:32] = FAKE.model_id
         with pytest.raises(CorruptChunkError, match="empty"):
@@ -249,11 +254,19 @@ def _chunks_in_every_mode() -> dict[str, tuple[bytes, bytes]]:
         (body,) = encode_planes(FAKE, [planes], seg)
         head = Header(Mode.LM, data.size, crc32c(data), dtype, seg, FAKE.model_id)
         out[name] = (pack_header(head) + bytes(body), data.tobytes())
+    for name, data, dtype, seg, per_stream, record in [
+        ("mix-bytes", np.frombuffer(text, np.uint8), None, 24, 2, 0),
+        ("mix-i2", np.arange(0, 70, dtype=">i2").view(np.uint8), np.dtype(">i2"), 16, 3, 10),
+    ]:
+        planes = preprocess.split_planes(data, dtype)
+        (body,) = mixcoding.encode_chunks(FAKE, [planes], seg, [mixcoding.StreamParams(per_stream, record)])
+        head = Header(Mode.LM_MIX, data.size, crc32c(data), dtype, seg, FAKE.model_id)
+        out[name] = (pack_header(head) + bytes(body), data.tobytes())
     return out
 
 
 CHUNKS = None
-MODES = ["raw", "zstd", "zstd-i4", "lm-bytes", "lm-i2", "lm-f4-tail"]
+MODES = ["raw", "zstd", "zstd-i4", "lm-bytes", "lm-i2", "lm-f4-tail", "mix-bytes", "mix-i2"]
 
 
 def _every_mode():
@@ -301,7 +314,7 @@ def test_every_truncation_and_extension(name):
             codec.decode(chunk + extra)
 
 
-@pytest.mark.parametrize("name", ["lm-bytes", "lm-i2"])
+@pytest.mark.parametrize("name", ["lm-bytes", "lm-i2", "mix-bytes"])
 def test_lm_chunk_of_unknown_model(name, monkeypatch):
     from conftest import FAKE_OTHER, install_fake_models
 
@@ -346,7 +359,7 @@ def test_valid_header_random_body_raises_documented_errors(mode, dtype, seg, raw
     """A forged but self-consistent header over garbage: never garbage out, never a crash."""
     if mode == Mode.RAW:
         raw_length = len(body)
-    if mode == Mode.LM:
+    if mode.uses_model:
         head = Header(mode, raw_length, 0, dtype, seg, FAKE.model_id)
     else:
         head = Header(mode, raw_length, 0, dtype)

@@ -102,7 +102,7 @@ def test_round_trip_in_a_fresh_process(tmp_path):
                 chunks.append(chunk)
             assert len(chunks) == 6
             modes += chunk_modes(chunks)
-    assert modes["LM"] > 0, modes
+    assert modes["LM_MIX"] > 0, modes
     out = run_code(READ_BACK, tmp_path, args=["data.h5", json.dumps(list(DTYPES))])
     assert out.split() == ["identical", "4"]
 

@@ -134,7 +134,7 @@ def test_xarray_round_trip_and_rewrite_in_a_fresh_process(tmp_path, zarr_format)
     encoding = {name: {"compressors": codec, "chunks": CHUNKS} for name in ds.data_vars}
     ds.to_zarr(tmp_path / f"v{zarr_format}.zarr", zarr_format=zarr_format, consolidated=False,
                encoding=encoding)
-    assert _chunk_modes(tmp_path / f"v{zarr_format}.zarr")["LM"] > 0
+    assert _chunk_modes(tmp_path / f"v{zarr_format}.zarr")["LM_MIX"] > 0
     lines = run_code(READ_AND_REWRITE, tmp_path, args=[str(zarr_format)]).splitlines()
     if zarr_format == 2:
         assert lines == [f"{name} LMCodec None" for name in sorted(DTYPES)]
@@ -162,7 +162,7 @@ def test_dask_cluster_encodes_in_worker_processes(tmp_path, monkeypatch):
     assert len(models_used) == 2 and str(report["client"]) not in models_used
     assert all(len(ids) == 1 for ids in models_used.values())  # one model object per process
     modes = sum((_chunk_modes(p) for p in tmp_path.glob("*.zarr")), Counter())
-    assert modes["LM"] > 0, modes
+    assert modes["LM_MIX"] > 0, modes
     assert run_code(DASK_READ, tmp_path, pythonpath=pythonpath).split() == ["identical"]
 
 

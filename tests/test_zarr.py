@@ -77,7 +77,7 @@ def test_format2_round_trip_in_a_fresh_process(tmp_path):
         assert {parse_header(c).dtype for c in chunks} == {np.dtype(dtype)}
         modes += chunk_modes(chunks)
         pairs.append((store, expected))
-    assert modes["LM"] > 0, modes
+    assert modes["LM_MIX"] > 0, modes
     _read_back(tmp_path, pairs)
 
 
@@ -101,6 +101,8 @@ def test_format3_round_trip_in_a_fresh_process(tmp_path):
                     "model": TINY,
                     "device": "auto",
                     "fallback_level": 3,
+                    "mix": True,
+                    "stream_length": 16384,
                     "dtype": np.dtype(dtype).newbyteorder("<").str,
                 },
             }
@@ -114,7 +116,7 @@ def test_format3_round_trip_in_a_fresh_process(tmp_path):
         )
         sharded[:] = sample("int16")
         pairs.append((tmp_path / "sharded.zarr", tmp_path / "int16.npy"))
-    assert modes["LM"] > 0, modes
+    assert modes["LM_MIX"] > 0, modes
     _read_back(tmp_path, pairs)
 
 
@@ -124,9 +126,9 @@ def test_format3_codes_each_batch_in_one_call(monkeypatch):
     encode_batch, decode_batch = LMCodec.encode_batch, LMCodec.decode_batch
 
     def spy(name, method):
-        def wrapped(self, bufs, *args):
+        def wrapped(self, bufs, *args, **kwargs):
             calls.append((name, len(bufs)))
-            return method(self, bufs, *args)
+            return method(self, bufs, *args, **kwargs)
 
         return wrapped
 
@@ -158,11 +160,15 @@ def test_format3_codec_configuration():
     codec = LMZarrCodec(model="m")
     assert codec.to_dict() == {
         "name": CODEC_NAME,
-        "configuration": {"model": "m", "device": "auto", "fallback_level": 3},
+        "configuration": {
+            "model": "m", "device": "auto", "fallback_level": 3, "mix": True, "stream_length": 16384,
+        },
     }
-    full = LMZarrCodec(model="m", dtype="<i4", segment_length=64, device="cpu", fallback_level=-1)
+    full = LMZarrCodec(model="m", dtype="<i4", segment_length=64, device="cpu", fallback_level=-1,
+                       mix=False, stream_length=4096)
     assert full.to_dict()["configuration"] == {
-        "model": "m", "device": "cpu", "fallback_level": -1, "dtype": "<i4", "segment_length": 64,
+        "model": "m", "device": "cpu", "fallback_level": -1, "mix": False, "stream_length": 4096,
+        "dtype": "<i4", "segment_length": 64,
     }
     for c in (codec, full):
         assert LMZarrCodec.from_dict(c.to_dict()) == c

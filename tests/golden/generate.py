@@ -1,7 +1,10 @@
 """Write the golden chunk vectors of tests/golden/ (run once, when a format version is frozen).
 
-    python tests/golden/generate.py            # refuses to overwrite existing vectors
-    python tests/golden/generate.py --force    # only when deliberately re-freezing
+    python tests/golden/generate.py            # writes only the vectors that are missing
+    python tests/golden/generate.py --force    # rewrites all: only when deliberately re-freezing
+
+Format version 1 vectors were written by the model-only encoder (``mix=False``, mode ``lm``);
+version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``).
 
 Each vector is ``NAME.raw`` (the input bytes), ``NAME.lmc`` (the encoded chunk) and an entry in
 ``vectors.json`` (codec config, dtype and shape of the input, expected mode, model id, where the
@@ -35,8 +38,8 @@ def _corpus_slice(name: str, start: int, stop: int) -> tuple[np.ndarray, str]:
 def _vectors() -> dict[str, tuple[np.ndarray, dict, str, str]]:
     """name -> (array, codec config, expected mode, provenance)."""
     rng = np.random.default_rng(20261123)
-    tiny = {"model": "lm-tiny-v1"}
-    small = {"model": "lm-small-v1"}
+    tiny = {"model": "lm-tiny-v1", "mix": False}
+    small = {"model": "lm-small-v1", "mix": False}
     text, text_src = _corpus_slice("text/gcide", 100_000, 101_500)
     audio, audio_src = _corpus_slice("audio/alsa-Front_Center", 2_000, 2_800)
     mri, mri_src = _corpus_slice("sensor/matplotlib-mri-s1045", 3_000, 3_700)
@@ -51,6 +54,27 @@ def _vectors() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "mri_uint16_tiny": (mri, tiny, "lm", mri_src),
         "etopo_float32": (etopo, small, "lm", etopo_src),
         "goog_float64": (goog, small, "lm", goog_src),
+        **_vectors_v2(),
+    }
+
+
+def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
+    """Format version 2: mode lm_mix (several streams, raw streams, a record length)."""
+    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512}
+    small = {"model": "lm-small-v1", "stream_length": 1024}
+    text, text_src = _corpus_slice("text/gcide", 101_500, 103_548)
+    noise = np.random.default_rng(2026112302).integers(0, 256, 512, dtype=np.uint8)
+    audio, audio_src = _corpus_slice("audio/alsa-Front_Center", 2_800, 3_824)
+    mri, mri_src = _corpus_slice("sensor/matplotlib-mri-s1045", 3_700, 4_340)
+    goog, goog_src = _corpus_slice("float64/matplotlib-goog", 200, 456)
+    return {
+        "v2_text_noise_tiny": (np.concatenate([text, noise]), tiny, "lm_mix",
+                               f"{text_src}, then 512 bytes of numpy default_rng(2026112302) noise "
+                               "(a raw stream)"),
+        "v2_audio_int16": (audio, small, "lm_mix", audio_src),
+        "v2_mri_uint16_rows": (mri.reshape(32, 20), {**tiny, "stream_length": 256}, "lm_mix",
+                               f"{mri_src}; coded as a (32, 20) array: record length 20"),
+        "v2_goog_float64": (goog, small, "lm_mix", goog_src),
     }
 
 
@@ -59,10 +83,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     index_path = HERE / "vectors.json"
-    if index_path.exists() and not args.force:
-        raise SystemExit(f"{index_path} exists: golden vectors are frozen (use --force to re-freeze)")
-    index = {}
+    index = {} if args.force or not index_path.exists() else json.loads(index_path.read_text())
     for name, (array, config, mode, source) in _vectors().items():
+        if name in index:
+            continue
         codec = LMCodec(**config)
         encoded = codec.encode(array)
         header = parse_header(encoded)
@@ -74,24 +98,31 @@ def main() -> None:
         index[name] = {
             "codec": codec.get_config(),
             "dtype": array.dtype.str,
+            "shape": list(array.shape),
             "mode": mode,
             "model_id": header.model_id.hex(),
             "raw_bytes": array.nbytes,
             "encoded_bytes": len(encoded),
             "source": source,
+            "format_version": header.version,
         }
         print(f"{name:18s} {mode:4s} {array.nbytes:6d} -> {len(encoded):6d} bytes")
-    # one file container (lmcodec compress) holding an .npy array in two chunks
+    if "container_mri" not in index:
+        _write_container(index)
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _write_container(index: dict) -> None:
+    """One file container (lmcodec compress) holding an .npy array in two chunks."""
     mri = np.frombuffer((HERE / "mri_uint16_tiny.raw").read_bytes(), np.uint16).reshape(35, 20)
     np.save(HERE / "container_mri.npy", mri)
-    cli_args = ["compress", "-q", "--model", "lm-tiny-v1", "--chunk-size", "800",
+    cli_args = ["compress", "-q", "--model", "lm-tiny-v1", "--chunk-size", "800", "--no-mix",
                 str(HERE / "container_mri.npy"), str(HERE / "container_mri.lmcf")]
     from lmcodec.cli import main as cli_main
 
     if cli_main(cli_args):
         raise SystemExit("lmcodec compress failed")
-    index["container_mri"] = {"cli": cli_args[:6], "source": "mri_uint16_tiny.raw as a (35, 20) uint16 .npy"}
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    index["container_mri"] = {"cli": cli_args[:7], "source": "mri_uint16_tiny.raw as a (35, 20) uint16 .npy"}
 
 
 if __name__ == "__main__":

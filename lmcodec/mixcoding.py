@@ -1,0 +1,386 @@
+"""Stream layer of mode ``lm_mix``: the Transformer's tables mixed with adaptive statistics.
+
+Where :mod:`lmcoding` codes every segment on its own, this layer cuts each byte plane into a few
+long *streams* (``segments_per_stream`` segments each; the last stream of a plane may be
+shorter). A stream is one rANS lane and one :class:`~lmcodec.mixing.AdaptiveMixer` lane: the
+model restarts at every segment of the stream (token sequence ``[start_token(kind), b[0], ...]``
+per segment, exactly as in :mod:`lmcoding`), while the mixer's counts, match model and weights
+carry on across the whole stream, which is how repeats far beyond one segment are found. The
+mixer turns the model's table at each position into the table that is coded
+(docs/format.md §4.4 and :mod:`lmcodec.mixing` give the rules; ``MIXER_VERSION`` names them).
+
+A stream that would not get smaller is stored raw (one bit in the body), so no stream costs more
+than 8 bits per byte plus its share of the bitmap.
+
+Streams of all chunks of one call are processed in groups of ``group`` lanes (any grouping
+gives the same bytes: lanes never interact). Inside a group, *round* ``k`` runs segment ``k``
+of every stream that has one: the encoder gets the model's tables for the round in one
+full-sequence call and steps the mixer through them; the decoder advances the model's step graph,
+the mixer and the rANS decoder together, one byte of every stream per step.
+
+Body layout (after the chunk header; ``n`` streams in plane order, then stream order)::
+
+    u8        mixer version (MIXER_VERSION = 1)
+    u8        element transform applied before the byte shuffle (lmcodec.transforms):
+              0 none, 1 delta, 2 up (needs r >= 1)
+    varint    segments per stream m, 1 <= m, m * segment_length <= MAX_STREAM_LENGTH
+    varint    record length r, 0 <= r <= MAX_RECORD_LENGTH (0: the mixer detects it)
+    ceil(n/8) raw bitmap: bit i (least significant bit first) of byte i // 8 set = stream i
+              is stored raw; the unused high bits of the last byte are 0
+    c x       word count varint, one per coded (not raw) stream, each <= the stream's length
+    c x       final state uint32, each in [2**16, 2**32)
+    words     uint16, coded streams one after another (as in lmcoding)
+    raw       the raw streams' bytes, one after another
+
+The body length is exactly the sum of these parts; anything else is a corrupt chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CorruptChunkError
+from .frequency_model import N_SYMBOLS, FrequencyModel, start_token
+from .lmcoding import encode_varint, read_varint
+from .mixing import DEFAULT_CONFIG, AdaptiveMixer
+from .preprocess import Plane
+from .rans import RansLaneDecoder, encode_intervals
+from .transforms import Transform
+
+MIXER_VERSION = 1
+"""Mixer rules of format version 2: :data:`lmcodec.mixing.DEFAULT_CONFIG`, frozen."""
+DEFAULT_STREAM_LENGTH = 16384
+"""Bytes per stream unless configured (a multiple of every shipped context length)."""
+MAX_STREAM_LENGTH = 1 << 24
+"""Largest stream, bytes (bounds the mixer's per-lane counters and the encoder's buffers)."""
+MAX_RECORD_LENGTH = 1 << 24
+"""Largest explicit record length, bytes."""
+DEFAULT_GROUP = 64
+"""Streams processed together (memory: about 1 MB of mixer state per stream, plus the model's
+tables of one round, ``group * segment_length * 1 KiB`` while encoding)."""
+
+_STATE_BYTES = 4
+_WORD_BYTES = 2
+_TRANSFORMS = frozenset(int(t) for t in Transform)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    chunk: int
+    plane: int
+    start: int  # offset in the plane
+    length: int
+    kind: int
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """Per-chunk parameters stored at the start of the body."""
+
+    segments_per_stream: int
+    record_length: int = 0
+    transform: int = 0
+    """:class:`lmcodec.transforms.Transform` id; the caller applies it (and inverts it)."""
+
+    def stream_length(self, segment_length: int) -> int:
+        return self.segments_per_stream * segment_length
+
+
+def streams_of(
+    layout: Sequence[tuple[int, int]], stream_length: int, chunk: int = 0
+) -> list[_Stream]:
+    """The streams of one chunk's plane layout ``[(length, kind), ...]``, in body order."""
+    out = []
+    for p, (length, kind) in enumerate(layout):
+        for start in range(0, int(length), stream_length):
+            out.append(_Stream(chunk, p, start, min(stream_length, int(length) - start), int(kind)))
+    return out
+
+
+def _count_streams(layout: Sequence[tuple[int, int]], stream_length: int) -> int:
+    """Number of streams, by arithmetic only (a corrupt layout may declare huge lengths)."""
+    return sum(-(-int(length) // stream_length) for length, _ in layout)
+
+
+def encode_chunks(
+    model: FrequencyModel,
+    chunks: Sequence[Sequence[Plane]],
+    segment_length: int,
+    params: Sequence[StreamParams],
+    *,
+    group: int = DEFAULT_GROUP,
+) -> list[bytes]:
+    """Code every chunk's planes; return one ``lm_mix`` body per chunk (module docstring).
+
+    ``params[c]`` are chunk ``c``'s stream parameters. Raises ``ValueError`` for parameters
+    outside the format's bounds or planes that are not 1-D uint8.
+    """
+    if len(params) != len(chunks):
+        raise ValueError(f"{len(params)} parameter sets for {len(chunks)} chunks")
+    if not 1 <= segment_length <= model.context_length:
+        raise ValueError(f"segment_length {segment_length} not in [1, {model.context_length}]")
+    streams: list[_Stream] = []
+    data: list[list[np.ndarray]] = []
+    for c, (planes, prm) in enumerate(zip(chunks, params)):
+        _check_params(prm, segment_length, ValueError)
+        arrays = []
+        for plane, _ in planes:
+            a = np.asarray(plane)
+            if a.ndim != 1 or a.dtype != np.uint8:
+                raise ValueError(f"a plane must be 1-D uint8, got {a.dtype}{a.shape}")
+            arrays.append(a)
+        data.append(arrays)
+        layout = [(len(a), kind) for a, (_, kind) in zip(arrays, planes)]
+        streams += streams_of(layout, prm.stream_length(segment_length), c)
+
+    coded: list[tuple[int, int, np.ndarray] | None] = [None] * len(streams)  # (state, count, words)
+    for first in range(0, len(streams), group):
+        members = streams[first : first + group]
+        symbols = [data[s.chunk][s.plane][s.start : s.start + s.length] for s in members]
+        records = [params[s.chunk].record_length for s in members]
+        cums, freqs = _mixed_intervals(model, symbols, [s.kind for s in members], records, segment_length)
+        lengths = np.array([s.length for s in members], dtype=np.int64)
+        states, words, counts = encode_intervals(cums, freqs, lengths)
+        ends = np.cumsum(counts)
+        for i in range(len(members)):
+            coded[first + i] = (int(states[i]), int(counts[i]), words[ends[i] - counts[i] : ends[i]])
+
+    bodies = []
+    for c, prm in enumerate(params):
+        idx = [i for i, s in enumerate(streams) if s.chunk == c]
+        raw = [_coded_size(coded[i][1]) >= streams[i].length for i in idx]  # type: ignore[index]
+        body = bytearray([MIXER_VERSION, prm.transform])
+        body += encode_varint(prm.segments_per_stream) + encode_varint(prm.record_length)
+        bitmap = np.zeros(-(-len(idx) // 8) * 8, dtype=np.uint8)
+        bitmap[: len(idx)] = raw
+        body += np.packbits(bitmap, bitorder="little").tobytes()
+        kept = [i for i, r in zip(idx, raw) if not r]
+        for i in kept:
+            body += encode_varint(coded[i][1])  # type: ignore[index]
+        body += np.array([coded[i][0] for i in kept], dtype="<u4").tobytes()  # type: ignore[index]
+        for i in kept:
+            body += coded[i][2].astype("<u2").tobytes()  # type: ignore[index]
+        for i, r in zip(idx, raw):
+            if r:
+                s = streams[i]
+                body += data[c][s.plane][s.start : s.start + s.length].tobytes()
+        bodies.append(bytes(body))
+    return bodies
+
+
+def _coded_size(word_count: int) -> int:
+    """Body bytes of one coded stream: its word count varint, final state and words."""
+    return len(encode_varint(word_count)) + _STATE_BYTES + _WORD_BYTES * word_count
+
+
+def _mixed_intervals(
+    model: FrequencyModel,
+    symbols: list[np.ndarray],
+    kinds: list[int],
+    records: list[int],
+    segment_length: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coded symbol's ``(cum, freq)`` at every position of every stream of a group."""
+    n = len(symbols)
+    lengths = np.array([len(s) for s in symbols], dtype=np.int64)
+    width = int(lengths.max())
+    cums = np.zeros((n, width), dtype=np.int32)
+    freqs = np.ones((n, width), dtype=np.int32)
+    mixer = _new_mixer(n, records)
+    ar = np.arange(n)
+    for k in range(-(-width // segment_length)):
+        lo = k * segment_length
+        active = np.flatnonzero(lengths > lo)
+        seg_len = np.minimum(lengths[active] - lo, segment_length)
+        span = int(seg_len.max())
+        tokens = np.zeros((len(active), span), dtype=np.int64)
+        seg_syms = np.zeros((n, span), dtype=np.uint8)
+        for j, i in enumerate(active):
+            seg = symbols[i][lo : lo + int(seg_len[j])]
+            tokens[j, 0] = start_token(kinds[i])
+            tokens[j, 1 : len(seg)] = seg[:-1]
+            seg_syms[i, : len(seg)] = seg
+        lm = model.full_freqs(tokens)
+        lm_rows = np.ones((n, N_SYMBOLS), dtype=np.int32)
+        for p in range(span):
+            lm_rows[active] = lm[:, p]
+            table = mixer.step(lm_rows)
+            s = seg_syms[:, p].astype(np.intp)
+            live = lengths > lo + p
+            f = table[ar, s]
+            c = np.cumsum(table, axis=1, dtype=np.int32)[ar, s] - f
+            freqs[live, lo + p] = f[live]
+            cums[live, lo + p] = c[live]
+            mixer.update(s, None if live.all() else live)
+    return cums, freqs
+
+
+def _new_mixer(n: int, records: list[int]) -> AdaptiveMixer:
+    mixer = AdaptiveMixer(n, DEFAULT_CONFIG)
+    rec = np.array(records, dtype=np.int64)
+    if np.any(rec > 0):
+        mixer.set_record_length(rec, rec > 0)
+    return mixer
+
+
+def _check_params(prm: StreamParams, segment_length: int, error: type[Exception]) -> None:
+    m, r = prm.segments_per_stream, prm.record_length
+    if prm.transform not in _TRANSFORMS:
+        raise error(f"unknown transform {prm.transform}")
+    if prm.transform == Transform.UP and r < 1:
+        raise error("transform 'up' without a record length")
+    if not (1 <= m and m * segment_length <= MAX_STREAM_LENGTH):
+        raise error(f"segments per stream {m} x segment length {segment_length} outside "
+                    f"1..{MAX_STREAM_LENGTH} bytes")
+    if not 0 <= r <= MAX_RECORD_LENGTH:
+        raise error(f"record length {r} outside 0..{MAX_RECORD_LENGTH}")
+
+
+@dataclass
+class _Parsed:
+    streams: list[_Stream]
+    params: StreamParams
+    raw: np.ndarray  # bool per stream
+    states: np.ndarray
+    counts: np.ndarray
+    words: np.ndarray
+    raw_bytes: memoryview
+
+
+def _parse_body(
+    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int
+) -> _Parsed:
+    """Validate one body against its layout, allocating nothing sized by untrusted numbers
+    before the body is known to hold them."""
+    view = memoryview(body).cast("B")
+    if len(view) < 2:
+        raise CorruptChunkError("lm_mix body too short")
+    if view[0] != MIXER_VERSION:
+        raise CorruptChunkError(f"unknown mixer version {view[0]}")
+    m, pos = read_varint(view, 2, MAX_STREAM_LENGTH // segment_length, "segments per stream")
+    r, pos = read_varint(view, pos, MAX_RECORD_LENGTH, "record length")
+    prm = StreamParams(m, r, view[1])
+    _check_params(prm, segment_length, CorruptChunkError)
+    stream_length = prm.stream_length(segment_length)
+    n = _count_streams(layout, stream_length)
+    n_bitmap = -(-n // 8)
+    if len(view) < pos + n_bitmap:
+        raise CorruptChunkError(f"body too short for the raw bitmap of {n} streams")
+    bits = np.unpackbits(np.frombuffer(view, np.uint8, n_bitmap, pos), bitorder="little")
+    if bits[n:].any():
+        raise CorruptChunkError("padding bits of the raw bitmap are set")
+    raw = bits[:n].astype(bool)
+    pos += n_bitmap
+    streams = streams_of(layout, stream_length, chunk)
+    coded = [s for s, is_raw in zip(streams, raw) if not is_raw]
+    if len(view) < pos + (1 + _STATE_BYTES) * len(coded):
+        raise CorruptChunkError(f"body too short for {len(coded)} coded streams")
+    counts = []
+    for s in coded:
+        count, pos = read_varint(view, pos, s.length)
+        counts.append(count)
+    raw_total = sum(s.length for s, is_raw in zip(streams, raw) if is_raw)
+    expected = pos + _STATE_BYTES * len(coded) + _WORD_BYTES * sum(counts) + raw_total
+    if len(view) != expected:
+        raise CorruptChunkError(f"lm_mix body is {len(view)} bytes, expected {expected}")
+    states = np.frombuffer(view, "<u4", len(coded), pos)
+    pos += _STATE_BYTES * len(coded)
+    words = np.frombuffer(view, "<u2", sum(counts), pos)
+    pos += _WORD_BYTES * sum(counts)
+    return _Parsed(streams, prm, raw, states, np.array(counts, dtype=np.int64), words, view[pos:])
+
+
+def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int) -> list[int]:
+    """Body bytes spent on each plane of a valid body: its streams' word count varints, final
+    states and words (or raw bytes); the shared prefix (version, varints, bitmap) is left out.
+
+    For reports (bits per byte per plane); raises :class:`CorruptChunkError` like the decoder.
+    """
+    prs = _parse_body(body, layout, segment_length, 0)
+    costs = [0] * len(layout)
+    j = 0
+    for s, is_raw in zip(prs.streams, prs.raw):
+        if is_raw:
+            costs[s.plane] += s.length
+        else:
+            costs[s.plane] += _coded_size(int(prs.counts[j]))
+            j += 1
+    return costs
+
+
+def decode_chunks(
+    model: FrequencyModel,
+    bodies: Sequence[bytes],
+    layouts: Sequence[Sequence[tuple[int, int]]],
+    segment_length: int,
+    *,
+    group: int = DEFAULT_GROUP,
+) -> list[tuple[list[np.ndarray], StreamParams]]:
+    """Inverse of :func:`encode_chunks`; returns every chunk's planes (uint8 arrays) and its
+    stream parameters (the caller inverts ``params.transform``).
+
+    Raises :class:`CorruptChunkError` for a body that does not fit its layout or fails to decode.
+    """
+    if len(bodies) != len(layouts):
+        raise ValueError(f"{len(bodies)} bodies but {len(layouts)} layouts")
+    if not 1 <= segment_length <= model.context_length:
+        raise CorruptChunkError(f"segment length {segment_length} not in [1, {model.context_length}]")
+    parsed = [_parse_body(b, lay, segment_length, c) for c, (b, lay) in enumerate(zip(bodies, layouts))]
+    out = [[np.zeros(length, dtype=np.uint8) for length, _ in layout] for layout in layouts]
+
+    todo: list[tuple[_Stream, int, int, np.ndarray, int]] = []  # stream, state, record, words
+    for c, prs in enumerate(parsed):
+        raw_pos = 0
+        ends = np.cumsum(prs.counts)
+        j = 0
+        for s, is_raw in zip(prs.streams, prs.raw):
+            if is_raw:
+                out[c][s.plane][s.start : s.start + s.length] = np.frombuffer(
+                    prs.raw_bytes, np.uint8, s.length, raw_pos)
+                raw_pos += s.length
+            else:
+                words = prs.words[ends[j] - prs.counts[j] : ends[j]]
+                todo.append((s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length))
+                j += 1
+
+    for first in range(0, len(todo), group):
+        members = todo[first : first + group]
+        decoded = _decode_group(model, members, segment_length)
+        for (s, *_), d in zip(members, decoded):
+            out[s.chunk][s.plane][s.start : s.start + s.length] = d
+    return [(planes, prs.params) for planes, prs in zip(out, parsed)]
+
+
+def _decode_group(model: FrequencyModel, members, segment_length: int) -> list[np.ndarray]:
+    n = len(members)
+    lengths = np.array([m[0].length for m in members], dtype=np.int64)
+    coder = RansLaneDecoder(
+        np.array([m[1] for m in members], dtype=np.uint32),
+        np.concatenate([m[3] for m in members]).astype(np.uint16),
+        np.array([m[2] for m in members], dtype=np.int64),
+    )
+    mixer = _new_mixer(n, [m[4] for m in members])
+    kinds = [m[0].kind for m in members]
+    width = int(lengths.max())
+    decoded = np.zeros((n, width), dtype=np.uint8)
+    lm_rows = np.ones((n, N_SYMBOLS), dtype=np.int32)
+    for k in range(-(-width // segment_length)):
+        lo = k * segment_length
+        active = np.flatnonzero(lengths > lo)
+        stepper = model.decoder(len(active))
+        tokens = np.array([start_token(kinds[i]) for i in active], dtype=np.int64)
+        span = int(min(segment_length, lengths[active].max() - lo))
+        for p in range(span):
+            lm_rows[active] = stepper.step(tokens)
+            table = mixer.step(lm_rows)
+            live = lengths > lo + p
+            sym = coder.decode_step(table, live)
+            mixer.update(sym, None if live.all() else live)
+            decoded[:, lo + p] = sym
+            tokens = sym[active].astype(np.int64)
+    coder.finish()
+    return [decoded[i, : lengths[i]] for i in range(n)]
+

@@ -1,0 +1,107 @@
+"""Element transforms applied before the byte shuffle in mode ``lm_mix`` (docs/format.md §4.4).
+
+A transform maps the chunk's whole elements to residuals of the same size, on the *unsigned
+integer view* of each element's bits (``uintN`` in the element's byte order, ``N`` = 8 x the
+itemsize of the shuffle dtype; plain bytes are ``uint8`` elements), with wrap-around (mod
+``2**N``) arithmetic, so every transform is a bijection and floats are transformed through their
+bit patterns. Tail bytes (a partial element at the end of a chunk) are left as they are.
+
+=====  ======  ====================================================================
+id     name    residual ``y`` of element ``i`` (``x`` = the elements, ``r`` = row length)
+=====  ======  ====================================================================
+0      none    ``y[i] = x[i]``
+1      delta   ``y[0] = x[0]``, ``y[i] = x[i] - x[i-1]``
+2      up      ``y[i] = x[i]`` for ``i < r``, ``y[i] = x[i] - x[i-r]`` (needs ``r >= 1``)
+=====  ======  ====================================================================
+
+``r`` is the chunk's record length (elements per row), the same number the mixer uses.
+
+Which transform the encoder takes is a policy, not part of the format: :func:`choose_transform`
+keeps the candidate whose shuffled bytes LZMA2 (preset 9, 64 KiB dictionary) codes smallest, a
+proxy measured to pick within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import lzma
+
+import numpy as np
+
+from .preprocess import shuffle, shuffle_dtype
+
+__all__ = ["Transform", "apply_transform", "invert_transform", "choose_transform"]
+
+
+class Transform(enum.IntEnum):
+    NONE = 0
+    DELTA = 1
+    UP = 2
+
+
+_PROXY_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]
+_MIN_CHOICE_BYTES = 256
+"""Chunks smaller than this are not worth trying transforms on (always ``none``)."""
+
+
+def _elements(data: np.ndarray, dtype) -> tuple[np.ndarray, int]:
+    """``(unsigned element view, number of element bytes)`` of the uint8 array ``data``."""
+    dt = shuffle_dtype(dtype)
+    k = 1 if dt is None else dt.itemsize
+    whole = data.shape[0] // k * k
+    order = ">" if dt is not None and k > 1 and dt.byteorder == ">" else "<"
+    udt = np.dtype(f"{order}u{k}") if k > 1 else np.dtype(np.uint8)
+    return data[:whole].view(udt), whole
+
+
+def apply_transform(data: np.ndarray, dtype, transform: Transform, record: int) -> np.ndarray:
+    """The transformed chunk: a fresh uint8 1-D array of the same length as ``data``."""
+    out = np.array(data, dtype=np.uint8, copy=True)
+    x, _ = _elements(np.asarray(data, dtype=np.uint8), dtype)
+    y, _ = _elements(out, dtype)
+    if transform == Transform.DELTA and len(x) > 1:
+        y[1:] = x[1:] - x[:-1]  # unsigned: wraps
+    elif transform == Transform.UP:
+        if record < 1:
+            raise ValueError("transform 'up' needs a record length >= 1")
+        if len(x) > record:
+            y[record:] = x[record:] - x[:-record]
+    elif transform not in (Transform.NONE, Transform.DELTA):
+        raise ValueError(f"unknown transform {transform!r}")
+    return out
+
+
+def invert_transform(data: np.ndarray, dtype, transform: Transform, record: int) -> np.ndarray:
+    """Inverse of :func:`apply_transform` (``data`` is modified in place and returned)."""
+    y, _ = _elements(data, dtype)
+    if transform == Transform.DELTA and len(y) > 1:
+        y[:] = np.cumsum(y, dtype=np.uint64).astype(y.dtype)  # sums mod 2**64, then mod 2**N
+    elif transform == Transform.UP and len(y) > record:
+        rows = -(-len(y) // record)
+        grid = np.zeros(rows * record, dtype=np.uint64)
+        grid[: len(y)] = y
+        y[:] = np.cumsum(grid.reshape(rows, record), axis=0, dtype=np.uint64).reshape(-1)[: len(y)].astype(y.dtype)
+    return data
+
+
+def candidates(n_elements: int, record: int) -> list[Transform]:
+    """Transforms worth trying for a chunk of ``n_elements`` whole elements."""
+    out = [Transform.NONE, Transform.DELTA]
+    if 1 <= record < n_elements:
+        out.append(Transform.UP)
+    return out
+
+
+def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
+    """Encoder policy: the candidate whose shuffled residuals LZMA2 compresses smallest (ties:
+    the lower id); ``none`` for chunks under 256 bytes."""
+    if data.shape[0] < _MIN_CHOICE_BYTES:
+        return Transform.NONE
+    n = _elements(data, dtype)[0].shape[0]
+    best, best_size = Transform.NONE, None
+    for t in candidates(n, record):
+        residual = shuffle(apply_transform(data, dtype, t, record), dtype)
+        size = len(lzma.compress(residual.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
+        if best_size is None or size < best_size:
+            best, best_size = t, size
+    return best

@@ -1,0 +1,72 @@
+"""Element transforms of mode lm_mix: bijective on every dtype and byte order, as specified."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmcodec import LMCodec
+from lmcodec.format import HEADER_SIZE, Mode, parse_header
+from lmcodec.transforms import Transform, apply_transform, choose_transform, invert_transform
+
+DTYPES = [None, "u1", "<i2", ">u2", "<i4", ">f4", "<f8", ">i8", "<f2"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.binary(max_size=300),
+    dtype=st.sampled_from(DTYPES),
+    transform=st.sampled_from(list(Transform)),
+    record=st.integers(1, 40),
+)
+def test_transforms_invert_exactly(raw, dtype, transform, record):
+    data = np.frombuffer(raw, np.uint8)
+    out = apply_transform(data, dtype, transform, record)
+    assert out.shape == data.shape and out.dtype == np.uint8
+    assert invert_transform(out.copy(), dtype, transform, record).tobytes() == raw
+    k = 1 if dtype is None else np.dtype(dtype).itemsize
+    tail = len(raw) % k
+    if tail:
+        assert out[-tail:].tobytes() == raw[-tail:]  # a partial element is left alone
+
+
+def test_transform_values_as_specified():
+    x = np.array([5, 3, 65535, 0, 7], dtype=">u2")
+    d = apply_transform(x.view(np.uint8), x.dtype, Transform.DELTA, 0).view(">u2")
+    assert d.tolist() == [5, (3 - 5) % 65536, (65535 - 3) % 65536, 1, 7]
+    u = apply_transform(x.view(np.uint8), x.dtype, Transform.UP, 2).view(">u2")
+    assert u.tolist() == [5, 3, (65535 - 5) % 65536, (0 - 3) % 65536, (7 - 65535) % 65536]
+    f = np.array([1.5, -2.0], dtype="<f4")
+    bits = f.view("<u4")
+    d = apply_transform(f.view(np.uint8), f.dtype, Transform.DELTA, 0).view("<u4")
+    assert d.tolist() == [int(bits[0]), (int(bits[1]) - int(bits[0])) % 2**32]
+    with pytest.raises(ValueError):
+        apply_transform(x.view(np.uint8), x.dtype, Transform.UP, 0)
+
+
+def test_choice_prefers_the_transform_that_fits():
+    rng = np.random.default_rng(0)
+    ramp = (np.cumsum(rng.integers(-3, 4, 20_000)) + 30_000).astype("<i2")
+    assert choose_transform(ramp.view(np.uint8), ramp.dtype, 0) == Transform.DELTA
+    first = rng.integers(0, 60_000, 100)
+    rows = (first + np.cumsum(rng.integers(-2, 3, (200, 100)), axis=0)).astype("<u2").reshape(-1)
+    assert choose_transform(rows.view(np.uint8), rows.dtype, 100) == Transform.UP
+    text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 100, np.uint8)
+    assert choose_transform(text, None, 0) == Transform.NONE
+    assert choose_transform(ramp.view(np.uint8)[:200], ramp.dtype, 0) == Transform.NONE  # small
+
+
+def test_codec_stores_and_inverts_the_transform():
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 60_000, 64)
+    image = (first + np.cumsum(rng.integers(-2, 3, (40, 64)), axis=0)).astype(">u2")
+    assert choose_transform(image.view(np.uint8).reshape(-1), image.dtype, 64) == Transform.UP
+    enc = LMCodec().encode(image)
+    assert parse_header(enc).mode == Mode.LM_MIX and enc[HEADER_SIZE + 1] == Transform.UP
+    assert LMCodec().decode(enc) == image.tobytes()
+    ramp = (np.cumsum(rng.integers(-3, 4, 3000)) + 30_000).astype("<i2")
+    enc = LMCodec().encode(ramp)
+    assert enc[HEADER_SIZE + 1] == choose_transform(ramp.view(np.uint8), ramp.dtype, 0)
+    assert LMCodec().decode(enc) == ramp.tobytes()
