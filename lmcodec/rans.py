@@ -122,23 +122,14 @@ def encode_lanes(
     if freqs.shape != (n_lanes, n, N_SYMBOLS):
         raise ValueError(f"freqs must be [{n_lanes}, {n}, {N_SYMBOLS}], got {freqs.shape}")
 
-    x = np.full(n_lanes, STATE_LOWER, dtype=np.uint64)
-    words = np.zeros((n, n_lanes), dtype=np.uint16)
-    emitted = np.zeros((n, n_lanes), dtype=bool)
-    for p in range(n - 1, -1, -1):
-        lanes = _active_lanes(lengths > p)
-        if lanes is None:
-            continue
+    def interval(p: int, lanes) -> tuple[np.ndarray, np.ndarray]:
         table, cs = _cumulative(freqs[lanes, p], ValueError)
+        rows = np.arange(table.shape[0])
         s = symbols[lanes, p].astype(np.intp)
-        rows = np.arange(len(s))
         f = table[rows, s]
-        x[lanes] = _encode_one(x, lanes, cs[rows, s] - f, f, words[p], emitted[p])
+        return cs[rows, s] - f, f
 
-    # The decoder reads lane i's words in increasing position order: row-major over [B, n].
-    flat = words.T[emitted.T]
-    counts = emitted.sum(axis=0, dtype=np.int64)
-    return x.astype(np.uint32), flat, counts
+    return _encode_reverse(lengths, n, interval)
 
 
 def encode_intervals(
@@ -174,6 +165,13 @@ def encode_intervals(
                         or (c_used + f_used).max() > TOTAL):
         raise ValueError("symbol interval outside the 16-bit frequency range")
 
+    return _encode_reverse(lengths, n, lambda p, lanes: (cums[lanes, p], freqs[lanes, p]))
+
+
+def _encode_reverse(lengths: np.ndarray, n: int, interval) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode every lane backwards from position ``n - 1``; ``interval(p, lanes)`` gives the
+    ``(c, f)`` of the active lanes' symbols at ``p``. Returns what :func:`encode_lanes` does."""
+    n_lanes = len(lengths)
     x = np.full(n_lanes, STATE_LOWER, dtype=np.uint64)
     words = np.zeros((n, n_lanes), dtype=np.uint16)
     emitted = np.zeros((n, n_lanes), dtype=bool)
@@ -181,7 +179,9 @@ def encode_intervals(
         lanes = _active_lanes(lengths > p)
         if lanes is None:
             continue
-        x[lanes] = _encode_one(x, lanes, cums[lanes, p], freqs[lanes, p], words[p], emitted[p])
+        c, f = interval(p, lanes)
+        x[lanes] = _encode_one(x, lanes, c, f, words[p], emitted[p])
+    # The decoder reads lane i's words in increasing position order: row-major over [B, n].
     flat = words.T[emitted.T]
     counts = emitted.sum(axis=0, dtype=np.int64)
     return x.astype(np.uint32), flat, counts

@@ -300,3 +300,23 @@ def test_decoder_rejects_bad_arrays() -> None:
     dec = RansLaneDecoder(np.array([STATE_LOWER + 1]), np.zeros(0, np.uint16), np.array([0]))
     with pytest.raises(CorruptChunkError):
         dec.finish()
+
+
+def test_encode_intervals_equals_encode_lanes():
+    from lmcodec.rans import encode_intervals
+
+    rng = np.random.default_rng(11)
+    n_lanes, n = 5, 300
+    raw = rng.integers(1, 500, (n_lanes, n, 256))
+    freqs = 1 + raw * (TOTAL - 256) // raw.sum(axis=-1, keepdims=True)
+    freqs[..., 0] += TOTAL - freqs.sum(axis=-1)
+    symbols = rng.integers(0, 256, (n_lanes, n), dtype=np.uint8)
+    lengths = np.array([0, 1, 150, 299, 300])
+    rows = np.arange(n_lanes)[:, None], np.arange(n)[None, :]
+    f = freqs[rows[0], rows[1], symbols]
+    c = np.cumsum(freqs, axis=-1)[rows[0], rows[1], symbols] - f
+    expected = encode_lanes(symbols, lengths, freqs)
+    got = encode_intervals(c, f, lengths)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+    with pytest.raises(ValueError):
+        encode_intervals(c, np.zeros_like(f), lengths)
