@@ -37,7 +37,7 @@ from .mixcoding import DEFAULT_STREAM_LENGTH, MAX_RECORD_LENGTH, MAX_STREAM_LENG
 from .preprocess import join_planes, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Transform, apply_transform, choose_transform, invert_transform
 
-__all__ = ["LMCodec"]
+__all__ = ["LMCodec", "record_length"]
 
 
 # -- model resolution: the only places that touch lmcodec.models (patched in tests) -------------
@@ -63,6 +63,26 @@ def _load_model_by_id(model_id: bytes, device: str):
 
 
 # -----------------------------------------------------------------------------------------------
+
+
+def record_length(shape: Sequence[int], itemsize: int, plane_itemsize: int) -> int:
+    """The ``lm_mix`` record length (bytes of a plane between vertically adjacent elements) of
+    a C-ordered chunk of ``shape`` with elements of ``itemsize`` bytes coded in planes of
+    ``plane_itemsize``-byte elements (1 for plain bytes); 0 when there is none.
+
+    Leading axes of length 1 are dropped; the record is then one step along the first axis
+    (the product of all later axes: a row of a 2-D array, a row of pixels with their channels,
+    one grid of a time series of grids), or along a later axis when that is longer than
+    :data:`~lmcodec.mixcoding.MAX_RECORD_LENGTH`. Only compression depends on it.
+    """
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims.pop(0)
+    for k in range(1, len(dims)):
+        record = int(np.prod(dims[k:], dtype=np.int64)) * itemsize // plane_itemsize
+        if 2 <= record <= MAX_RECORD_LENGTH:
+            return record
+    return 0
 
 
 def _normalise_dtype(dtype) -> str | None:
@@ -214,11 +234,10 @@ class LMCodec(Codec):
         else:
             dt = arr.dtype
         record = 0
-        if isinstance(buf, np.ndarray) and buf.ndim >= 2:
-            row = buf.shape[0] if (buf.flags.f_contiguous and not buf.flags.c_contiguous) else buf.shape[-1]
+        if isinstance(buf, np.ndarray):
+            shape = buf.shape[::-1] if (buf.flags.f_contiguous and not buf.flags.c_contiguous) else buf.shape
             sdt = shuffle_dtype(dt)
-            record = row * buf.dtype.itemsize // (sdt.itemsize if sdt is not None else 1)
-            record = record if 2 <= record <= MAX_RECORD_LENGTH else 0
+            record = record_length(shape, buf.dtype.itemsize, sdt.itemsize if sdt is not None else 1)
         data = arr.view(np.uint8).reshape(-1)
         if data.shape[0] > MAX_RAW_LENGTH:
             raise ValueError(f"chunk of {data.shape[0]} bytes exceeds the {MAX_RAW_LENGTH} cap")

@@ -56,8 +56,8 @@ DEFAULT_STREAM_LENGTH = 16384
 """Bytes per stream unless configured (a multiple of every shipped context length)."""
 MAX_STREAM_LENGTH = 1 << 24
 """Largest stream, bytes (bounds the mixer's per-lane counters and the encoder's buffers)."""
-MAX_RECORD_LENGTH = 1 << 24
-"""Largest explicit record length, bytes."""
+MAX_RECORD_LENGTH = (1 << DEFAULT_CONFIG.history_bits) - 1
+"""Largest explicit record length, bytes (65535: the mixer looks back through a 64 KiB history)."""
 DEFAULT_GROUP = 64
 """Streams processed together (memory: about 1 MB of mixer state per stream, plus the model's
 tables of one round, ``group * segment_length * 1 KiB`` while encoding)."""

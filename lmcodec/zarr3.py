@@ -29,7 +29,7 @@ from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import JSON, parse_named_configuration
 from zarr.registry import register_codec
 
-from .codec import LMCodec
+from .codec import LMCodec, record_length
 from .mixcoding import DEFAULT_STREAM_LENGTH
 from .preprocess import shuffle_dtype
 
@@ -139,8 +139,8 @@ class LMZarrCodec(BytesBytesCodec):
     ) -> Iterable[Buffer | None]:
         """Encode a batch of chunks with one ``LMCodec.encode_batch`` call (off the event loop).
 
-        The mixer's record length is the chunk's last dimension (one row of a plane), from the
-        chunk's array spec: zarr hands this codec flat bytes.
+        The mixer's record length comes from the chunk's shape in its array spec (zarr hands
+        this codec flat bytes).
         """
         items = list(chunks_and_specs)
         records = [self._record_length(spec) for chunk, spec in items if chunk is not None]
@@ -149,12 +149,10 @@ class LMZarrCodec(BytesBytesCodec):
         )
 
     def _record_length(self, spec: ArraySpec) -> int:
-        """Bytes of one plane per row of the chunk (0: a 1-D chunk or unknown)."""
-        if len(spec.shape) < 2:
-            return 0
+        """Bytes of one plane per row of the chunk (:func:`lmcodec.codec.record_length`)."""
         itemsize = np.dtype(spec.dtype.to_native_dtype()).itemsize
         shuffled = shuffle_dtype(self.dtype)
-        return spec.shape[-1] * itemsize // (shuffled.itemsize if shuffled is not None else 1)
+        return record_length(spec.shape, itemsize, shuffled.itemsize if shuffled is not None else 1)
 
     async def decode(
         self, chunks_and_specs: Iterable[tuple[Buffer | None, ArraySpec]]

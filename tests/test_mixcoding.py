@@ -205,3 +205,25 @@ def test_plane_costs_add_up_to_the_body():
     n_streams = 2 * -(-2000 // 300)
     assert sum(costs) == len(body) - 4 - -(-n_streams // 8)  # version, transform, varints, bitmap
     assert costs[1] < costs[0]  # the high bytes of a smooth signal are cheaper
+
+
+def test_record_length_rule():
+    from lmcodec.codec import record_length
+
+    assert record_length((40, 30), 2, 2) == 30
+    assert record_length((1, 1, 22, 360), 4, 4) == 360  # leading length-1 axes dropped
+    assert record_length((64, 512, 3), 1, 1) == 1536  # a row of pixels with their channels
+    assert record_length((10, 300, 400), 4, 4) == 400  # a 120000-element grid is too long
+    assert record_length((50, 8), 16, 8) == 16  # complex128 as float64 planes
+    assert record_length((1000,), 4, 4) == 0 and record_length((2, 1), 1, 1) == 0
+    big = np.zeros((2, 70_000), np.uint8)
+    codec = LMCodec()
+    assert codec.decode(codec.encode(big)) == big.tobytes()  # too long a row: detected instead
+
+
+def test_record_length_beyond_the_mixer_history_is_corrupt():
+    data = np.frombuffer(lm_friendly(600), np.uint8)
+    (body,) = encode_chunks(FAKE, [[(data, 0)]], 100, [StreamParams(2, 0)])
+    forged = body[:3] + mixcoding.encode_varint(70_000) + body[4:]
+    with pytest.raises(CorruptChunkError, match="record length"):
+        decode_chunks(FAKE, [forged], [[(600, 0)]], 100)
