@@ -3,13 +3,19 @@ close the model gets to this CPU's float32 matmul throughput.
 
     python benchmarks/throughput.py                      # shipped models + the fast preset
     python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
+    python benchmarks/throughput.py --mode lm            # the model alone (LMCodec(mix=False))
 
-For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again,
+For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again, by
+default with the default codec ``LMCodec()`` (mode ``lm_mix``; ``--mode lm``: ``mix=False``),
 timing separately, inside those calls:
 
 * model time: ``full_freqs`` (encode) and ``decoder().step`` (decode), i.e. onnxruntime;
-* coder time: rANS ``encode_lanes`` / ``RansLaneDecoder.decode_step`` (numpy);
-* other: everything else (Python driver, byte shuffle, zstd fallback attempt, CRC, header).
+* mixer time (``lm_mix``): ``AdaptiveMixer.step`` and ``.update`` (numpy, integer mixing);
+* coder time: rANS ``encode_intervals`` (``lm_mix``) / ``encode_lanes`` (``lm``) and
+  ``RansLaneDecoder.decode_step`` (numpy);
+* other: everything else (Python driver, element transform choice (LZMA proxy) and transform,
+  byte shuffle, the per-position interval lookup of the ``lm_mix`` encoder, zstd fallback
+  attempt, CRC, header).
 
 Nothing is extrapolated: every rate is bytes actually coded / seconds actually spent. The
 machine's float32 matmul throughput is measured in the same run (onnxruntime MatMul, the same
@@ -19,11 +25,13 @@ and a fraction of that peak.
 
 ``--models`` takes installed model names and ``preset:NAME`` (a ``lmcodec.train`` preset with
 random integer weights, exported to a temporary model directory; speed does not depend on the
-weights' values). Random weights predict badly, so the codec would store such a chunk as zstd
-and decode would never run the model: presets are therefore timed at the
-:mod:`lmcodec.lmcoding` level (``encode_planes``/``decode_planes`` on the same byte planes),
-which is the LM path of ``LMCodec`` without header, CRC and the zstd attempt. The same happens,
-and is reported, if a shipped model's chunk does not come out in LM mode.
+weights' values). Random weights predict badly, so the codec may store such a chunk as zstd
+and decode would never run the model: presets are therefore timed at the stream level
+(``lm_mix``: :func:`lmcodec.mixcoding.encode_chunks` / ``decode_chunks`` on the byte planes of
+the transformed chunk, with the transform and stream length ``LMCodec`` uses; ``lm``:
+:func:`lmcodec.lmcoding.encode_planes` / ``decode_planes``), which is the model path of
+``LMCodec`` without header, CRC and the zstd attempt. The same happens, and is reported, if a
+shipped model's chunk does not come out in the model mode.
 
 Results go to ``--out`` (JSON) and a table on stdout. The machine is shared: rerun at a quiet
 moment, and compare runs only on the same machine.
@@ -44,11 +52,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lmcodec import lmcoding, models  # noqa: E402
+from lmcodec import lmcoding, mixcoding, mixing, models  # noqa: E402
 from lmcodec.codec import LMCodec  # noqa: E402
 from lmcodec.format import HEADER_SIZE, Mode, parse_header  # noqa: E402
 from lmcodec.model.spec import ModelConfig  # noqa: E402
-from lmcodec.preprocess import plane_layout, shuffle_dtype, split_planes  # noqa: E402
+from lmcodec.preprocess import join_planes, plane_layout, shuffle_dtype, split_planes  # noqa: E402
+from lmcodec.transforms import Transform, apply_transform, choose_transform, invert_transform  # noqa: E402
 
 DEFAULT_MODELS = "lm-small-v1,lm-tiny-v1,preset:fast"
 
@@ -132,10 +141,12 @@ def matmul_gflops(threads: int, seconds: float = 1.0) -> dict[str, float]:
 
 
 class Timers:
-    """Wraps the model and coder entry points that lmcoding calls and adds up their time."""
+    """Wraps the model, mixer and coder entry points that lmcoding and mixcoding call and adds
+    up their time."""
 
     def __init__(self) -> None:
         self.model = 0.0
+        self.mixer = 0.0
         self.coder = 0.0
         self._patched: list[tuple[object, str, object]] = []
 
@@ -155,7 +166,10 @@ class Timers:
 
     def install(self, model) -> None:
         self._patch(lmcoding, "encode_lanes", "coder")
+        self._patch(mixcoding, "encode_intervals", "coder")
         self._patch(lmcoding.RansLaneDecoder, "decode_step", "coder")
+        self._patch(mixing.AdaptiveMixer, "step", "mixer")
+        self._patch(mixing.AdaptiveMixer, "update", "mixer")
         self._patch(model, "full_freqs", "model")
         make_decoder = model.decoder
         timers = self
@@ -183,7 +197,7 @@ class Timers:
 
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._patched):
-            if isinstance(owner, type) or owner is lmcoding:
+            if isinstance(owner, type) or owner in (lmcoding, mixcoding):
                 setattr(owner, name, original)
             else:
                 try:
@@ -193,7 +207,7 @@ class Timers:
         self._patched.clear()
 
     def reset(self) -> None:
-        self.model = self.coder = 0.0
+        self.model = self.mixer = self.coder = 0.0
 
 
 # -- one model -----------------------------------------------------------------------------------
@@ -204,11 +218,39 @@ def _timed(timers: Timers, fn):
     t, c = time.perf_counter(), time.process_time()
     result = fn()
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return result, {"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "coder_s": timers.coder,
-                    "other_s": max(0.0, wall - timers.model - timers.coder)}
+    return result, {"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "mixer_s": timers.mixer,
+                    "coder_s": timers.coder, "other_s": max(0.0, wall - timers.model - timers.mixer - timers.coder)}
 
 
-def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool) -> dict:
+def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers) -> tuple[int, dict]:
+    """Encode (untimed) and decode (timed) ``data`` below ``LMCodec``: the model body only.
+    Returns ``(body bytes, decode timing)``; raises unless the round trip is exact."""
+    raw = data.view(np.uint8).reshape(-1)
+    dtype = shuffle_dtype(data.dtype)
+    layout = plane_layout(data.nbytes, dtype)
+    if not mix:
+        planes = split_planes(raw, dtype)
+        bodies = lmcoding.encode_planes(model, [planes], segment)
+        out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment))
+        assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
+        return len(bodies[0]), dec
+    record = 0  # a 1-D chunk, as LMCodec sees it
+    transform = choose_transform(raw, dtype, record)
+    params = mixcoding.StreamParams(max(1, mixcoding.DEFAULT_STREAM_LENGTH // segment), record, int(transform))
+    planes = split_planes(apply_transform(raw, dtype, transform, record), dtype)
+    bodies = mixcoding.encode_chunks(model, [planes], segment, [params])
+
+    def decode():
+        (out, prm), = mixcoding.decode_chunks(model, bodies, [layout], segment)
+        return invert_transform(join_planes(list(out), data.nbytes, dtype), dtype, Transform(prm.transform),
+                                prm.record_length)
+
+    out, dec = _timed(timers, decode)
+    assert out.tobytes() == data.tobytes(), "round trip failed"
+    return len(bodies[0]), dec
+
+
+def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool, mix: bool = True) -> dict:
     model = models.load_model(name, device="cpu")
     if threads is not None:
         model.threads = threads
@@ -217,29 +259,24 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     segment = int(cfg.context_length)
     # warm-up (session creation, first-run allocations) on a small piece, not timed
     warm = data[: 4 * segment]
-    LMCodec(model=name, device="cpu").decode(LMCodec(model=name, device="cpu").encode(warm))
-    dtype = shuffle_dtype(data.dtype)
-    planes = split_planes(data.view(np.uint8).reshape(-1), dtype)
-    layout = plane_layout(data.nbytes, dtype)
+    LMCodec(model=name, device="cpu", mix=mix).decode(LMCodec(model=name, device="cpu", mix=mix).encode(warm))
+    model_mode = "LM_MIX" if mix else "LM"
 
     timers = Timers()
     timers.install(model)
     try:
-        # encode: always the real LMCodec path (the LM body is computed even when zstd/raw win)
-        codec = LMCodec(model=name, device="cpu")
+        # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
+        codec = LMCodec(model=name, device="cpu", mix=mix)
         encoded, enc = _timed(timers, lambda: codec.encode(data))
         mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
-        if mode == "LM" and codec_level:
+        if mode == model_mode and codec_level:
             decoded, dec = _timed(timers, lambda: codec.decode(encoded))
             assert decoded == data.tobytes(), "round trip failed"
             compressed = len(encoded) - HEADER_SIZE
             level = "LMCodec"
-        else:  # zstd/raw won: time the LM decode on the LM body itself
-            bodies = lmcoding.encode_planes(model, [planes], segment)
-            out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment))
-            assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
-            compressed = len(bodies[0])
-            level = f"LMCodec encode ({mode} won), lmcoding decode"
+        else:  # zstd/raw won: time the model decode on the model body itself
+            compressed, dec = _stream_level(model, data, segment, mix, timers)
+            level = f"LMCodec encode ({mode} won), {'mixcoding' if mix else 'lmcoding'} decode"
     finally:
         timers.uninstall()
 
@@ -255,11 +292,12 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     result = {
         "model": name,
         "config": json.loads(cfg.to_json()),
+        "codec": f"LMCodec(mix={mix})",
         "level": level,
         "codec_mode": mode,
         "bytes": n,
         "encoded_bytes": len(encoded),
-        "lm_body_bytes": compressed,
+        "lm_body_bytes": compressed,  # the model body (lm_mix or lm), header excluded
         "lm_bits_per_byte": 8 * compressed / n,
         "macs_per_byte": macs,
     }
@@ -297,17 +335,18 @@ def table(results: dict) -> str:
             f"measurements taken between the models): {peak:.1f} GFLOP/s square 1024, "
             f"{results['matmul_gflops']['model_shaped']:.1f} GFLOP/s [8192,128]x[128,512]",
             "",
-            f"{'model':22s} {'op':6s} {'KB/s':>8s} {'KB/cpu-s':>8s} {'model s':>8s} {'coder s':>8s} {'other s':>8s} "
-            f"{'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s}  level"]
+            f"{'model':22s} {'op':6s} {'KB/s':>8s} {'KB/cpu-s':>8s} {'model s':>8s} {'mixer s':>8s} {'coder s':>8s} "
+            f"{'other s':>8s} {'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s}  level"]
     for r in results["models"]:
         for label in ("encode", "decode"):
             t = r[label]
             rows.append(
-                f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} {t['coder_s']:8.2f} "
+                f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} "
+                f"{t.get('mixer_s', 0.0):8.2f} {t['coder_s']:8.2f} "
                 f"{t['other_s']:8.2f} {r['macs_per_byte']['useful'] / 1e6:7.3f} {t['model_gflops_useful']:8.1f} "
                 f"{t['model_gflops_useful'] / peak:7.1%}  {r['level']}")
-        rows.append(f"{'':22s} {r['bytes']} bytes -> chunk of {r['encoded_bytes']} ({r['codec_mode']}); "
-                    f"LM body {r['lm_bits_per_byte']:.2f} bits/byte")
+        rows.append(f"{'':22s} {r.get('codec', 'LMCodec(mix=False)')}: {r['bytes']} bytes -> chunk of "
+                    f"{r['encoded_bytes']} ({r['codec_mode']}); model body {r['lm_bits_per_byte']:.2f} bits/byte")
     return "\n".join(rows)
 
 
@@ -316,6 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated (default {DEFAULT_MODELS})")
     parser.add_argument("--chunk-bytes", type=int, default=1 << 20)
     parser.add_argument("--data", choices=("corpus", "synthetic"), default="corpus")
+    parser.add_argument("--mode", choices=("lm_mix", "lm"), default="lm_mix",
+                        help="lm_mix: the default LMCodec() (default); lm: LMCodec(mix=False), the model alone")
     parser.add_argument("--threads", type=int, default=None,
                         help="onnxruntime intra-op threads (default: LMCODEC_NUM_THREADS or all cores)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "throughput.json")
@@ -329,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "python": platform.python_version(),
                     "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "threads": threads or os.cpu_count(),
+        "mode": args.mode,
         "chunk_bytes": int(data.nbytes),
         "matmul_runs": [matmul_gflops(threads or os.cpu_count())],
         "models": [],
@@ -349,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
                 [tmp] + [p for p in os.environ.get("LMCODEC_MODEL_PATH", "").split(os.pathsep) if p])
         for name, codec_level in names:
             print(f"... {name}", file=sys.stderr, flush=True)
-            results["models"].append(bench_model(name, data, args.threads, codec_level))
+            results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix"))
             results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count()))
     # the machine is shared: the best measurement is the closest to this CPU's real peak
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}

@@ -11,6 +11,8 @@ Measured per (dataset, codec), over all the dataset's chunks (each coded on its 
   for LM codecs (the paper's adjusted rate; model bytes = the ``weights.npz`` file).
 * encode / decode wall-clock seconds (``time.perf_counter``) and process CPU seconds
   (``time.process_time``, all threads), so MB/s = raw bytes / 1e6 / wall seconds.
+* LMCodec only: chunks per mode (``modes``) and, for the default codec (mode ``lm_mix``), the
+  bytes spent per byte plane (``planes``, :func:`lmcodec.bench_codecs.lm_mix_planes`).
 * peak memory: the rise of the process's peak resident set size during the call, in bytes
   (Linux: ``/proc/self/clear_refs`` resets VmHWM, then VmHWM - VmRSS at the start; after
   ``gc.collect()`` and ``malloc_trim``). It includes native allocations (onnxruntime, zstd,
@@ -131,6 +133,7 @@ class Result:
     decode: Measurement
     model_bytes: int | None = None
     modes: dict[str, int] | None = None  # LMCodec: chunks stored per mode
+    planes: dict | None = None  # LMCodec lm_mix: bytes per byte plane (bench_codecs.lm_mix_planes)
 
     @property
     def rate(self) -> float:
@@ -181,7 +184,7 @@ def run_codec(codec: BenchCodec, dataset: Dataset) -> Result:
                 f"{orig.dtype}{orig.shape}) does not decode to its original bytes")
     return Result(dataset.group, dataset.name, dataset.kind, codec.name, dataset.raw_bytes,
                   sum(len(e) for e in encoded), len(chunks), enc, dec,
-                  model_bytes=codec.model_bytes, modes=codec.modes(encoded))
+                  model_bytes=codec.model_bytes, modes=codec.modes(encoded), planes=codec.planes(encoded))
 
 
 def run_all(codecs: Sequence[BenchCodec], datasets: Sequence[Dataset], progress: bool = True
@@ -226,7 +229,9 @@ def run_all(codecs: Sequence[BenchCodec], datasets: Sequence[Dataset], progress:
 class BenchConfig:
     """What one benchmark run covers.
 
-    ``models``: ``"all"`` (every installed model), ``"default"`` or a tuple of model names.
+    ``models``: ``"all"`` (every installed model), ``"default"`` or a tuple of model names;
+    each runs as the default codec (mode ``lm_mix``). ``lm_only``: also run the default model
+    with ``mix=False`` (mode ``lm``), if it is among ``models``, to show what mixing adds.
     """
 
     mode: str  # "quick" | "full", with " (modified)" when options changed it
@@ -235,10 +240,11 @@ class BenchConfig:
     samples_per_kind: int = 2
     models: str | tuple[str, ...] = "all"
     kinds: tuple[str, ...] | None = None  # None: every corpus kind
+    lm_only: bool = True
 
 
 QUICK = BenchConfig("quick", chunk_sizes=(2048, 64 << 10), bytes_per_kind=32 << 10, models="default")
-"""Default model only, 32 KiB per kind, 2 KiB and 64 KiB chunks."""
+"""Default model only (lm_mix and lm-only), 32 KiB per kind, 2 KiB and 64 KiB chunks."""
 FULL = BenchConfig("full", chunk_sizes=(2048, 64 << 10, 1 << 20), bytes_per_kind=256 << 10)
 """Every installed model, 256 KiB per kind, 2 KiB / 64 KiB / 1 MiB chunks."""
 
@@ -254,14 +260,20 @@ def _model_names(config: BenchConfig) -> list[str]:
 
 
 def run_benchmark(config: BenchConfig, progress: bool = True, command: str = "") -> dict:
-    """Load the data, run every codec (baselines and one LMCodec per model) and return the
-    report document (see :func:`run_datasets`)."""
+    """Load the data, run every codec (baselines, the default LMCodec per model and, with
+    ``config.lm_only``, the default model with ``mix=False``) and return the report document
+    (see :func:`run_datasets`)."""
+    from . import models
     from .bench_codecs import LMBenchCodec, baseline_codecs
     from .bench_data import kind_datasets, paper_datasets, select_samples
     from .corpus import KINDS, load_samples
 
     started = time.time()
-    codecs: list[BenchCodec] = [*baseline_codecs(), *(LMBenchCodec.installed(m) for m in _model_names(config))]
+    names = _model_names(config)
+    default = models.default_model_name()
+    codecs: list[BenchCodec] = [*baseline_codecs(), *(LMBenchCodec.installed(m, default=m == default) for m in names)]
+    if config.lm_only and default in names:
+        codecs.append(LMBenchCodec.installed(default, mix=False, default=True))
     kinds = tuple(config.kinds or KINDS)
     samples = load_samples("val", kinds=kinds)
     selected = select_samples(samples, config.bytes_per_kind, config.samples_per_kind)
@@ -291,9 +303,10 @@ def run_datasets(datasets: Sequence[Dataset], codecs: Sequence[BenchCodec], conf
         "meta": {**info, "mode": config.mode, "command": command,
                  "started_unix": started, "duration_s": time.time() - started,
                  "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                 "config": {**asdict(config), "models": [c.model for c in lms]}},
+                 "config": {**asdict(config), "models": sorted({c.model for c in lms})}},
         "models": [{"name": c.model, "codec": c.name, "n_parameters": c.n_parameters,
-                    "model_bytes": c.model_bytes, "model_id": c.model_id} for c in lms],
+                    "model_bytes": c.model_bytes, "model_id": c.model_id, "mix": c.mix,
+                    "default": c.default} for c in lms],
         "codecs": [{"name": c.name, "description": c.description} for c in codecs],
         "datasets": [d.describe() for d in datasets],
         "results": [r.to_json() for r in results],
@@ -320,6 +333,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--quick", action="store_true",
                    help="default model only, 32 KiB per kind, 2 KiB and 64 KiB chunks")
+    p.add_argument("--no-lm-only", action="store_true",
+                   help="skip the extra run of the default model with mix=False (mode lm)")
     p.add_argument("--out-dir", default="benchmark-results", metavar="DIR",
                    help="where benchmarks.md, benchmarks.json and the plots go "
                         "(default: ./benchmark-results; the repository's docs use 'docs')")
@@ -346,6 +361,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         changes["chunk_sizes"] = args.chunk_sizes
     if args.kinds:
         changes["kinds"] = tuple(args.kinds)
+    if getattr(args, "no_lm_only", False):
+        changes["lm_only"] = False
     if changes:
         changes["mode"] = f"{base.mode} (modified)"
     return replace(base, **changes)
@@ -362,6 +379,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--chunk-sizes", ",".join(map(str, args.chunk_sizes))]
     if args.kinds:
         parts += ["--kinds", *args.kinds]
+    if getattr(args, "no_lm_only", False):
+        parts += ["--no-lm-only"]
     return " ".join(parts + ["--out-dir", args.out_dir])
 
 

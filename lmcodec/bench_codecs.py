@@ -24,6 +24,12 @@ Baselines (each chunk coded on its own, like a Zarr chunk):
 
 A baseline whose package is missing is reported as skipped with the reason (install the
 ``bench`` extra: ``pip install "lmcodec[bench]"``).
+
+LMCodec (:class:`LMBenchCodec`): ``lmcodec/<model>`` is the default codec ``LMCodec(model)``
+(mode ``lm_mix``, format version 2); ``lmcodec/<model>/lm-only`` is ``LMCodec(model, mix=False)``
+(mode ``lm``, the model alone, format version 1). Both store a chunk as zstd or raw where that is
+smaller. The record length the ``lm_mix`` mixer gets is one row of the chunk (see
+:func:`record_length`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ __all__ = [
     "LMBenchCodec",
     "baseline_codecs",
     "model_weights_bytes",
+    "record_length",
+    "lm_mix_planes",
 ]
 
 Applies = Callable[[str, np.dtype, tuple[int, ...]], bool]
@@ -77,6 +85,11 @@ class BenchCodec:
 
     def modes(self, encoded: Sequence[bytes]) -> dict[str, int] | None:
         """How many chunks were stored in each mode (LMCodec only), else ``None``."""
+        return None
+
+    def planes(self, encoded: Sequence[bytes]) -> dict | None:
+        """Bytes spent per byte plane (LMCodec in mode ``lm_mix`` only, see
+        :func:`lm_mix_planes`), else ``None``."""
         return None
 
 
@@ -113,25 +126,46 @@ class Baseline(BenchCodec):
 class LMBenchCodec(BenchCodec):
     """:class:`lmcodec.LMCodec` with one model; chunks are coded in one batch call each way.
 
+    ``mix=True`` is the default codec (mode ``lm_mix``), named ``lmcodec/<model>``;
+    ``mix=False`` is the model alone (mode ``lm``), named ``lmcodec/<model>/lm-only``.
     ``model_bytes`` is what the adjusted rate adds: the size of the model's integer weights file
     (``weights.npz``); :meth:`installed` looks it up with the parameter count and model id.
+    ``default``: whether ``model`` is the default model (the report's per-plane table and
+    summary are about the default model's default codec).
     """
 
-    def __init__(self, model: str, model_bytes: int, n_parameters: int | None = None, model_id: str = ""):
+    def __init__(self, model: str, model_bytes: int, n_parameters: int | None = None, model_id: str = "",
+                 mix: bool = True, default: bool = False):
         self.model = model
-        self.name = f"lmcodec/{model}"
-        self.description = f"LMCodec, model {model} (LM body, or zstd/raw fallback per chunk)"
+        self.mix = mix
+        self.default = default
+        if mix:
+            self.name = f"lmcodec/{model}"
+            self.description = (f"LMCodec default, model {model}: mode lm_mix (model mixed with adaptive "
+                                "statistics in 16 KiB streams, per-chunk element transform), or zstd/raw "
+                                "per chunk where smaller")
+        else:
+            self.name = f"lmcodec/{model}/lm-only"
+            self.description = (f"LMCodec mix=False, model {model}: mode lm (the model alone, format "
+                                "version 1), or zstd/raw per chunk where smaller")
         self.model_bytes = model_bytes
         self.n_parameters = n_parameters
         self.model_id = model_id
 
     @classmethod
-    def installed(cls, model: str) -> LMBenchCodec:
-        """The codec for an installed model (ModelNotFoundError if there is none)."""
+    def installed(cls, model: str, mix: bool = True, default: bool | None = None) -> LMBenchCodec:
+        """The codec for an installed model (ModelNotFoundError if there is none);
+        ``default=None`` asks :func:`lmcodec.models.default_model_name`."""
         from . import models
 
         info = models.model_info(model)
-        return cls(model, model_weights_bytes(model), info.get("n_parameters"), info["model_id"])
+        if default is None:
+            try:
+                default = model == models.default_model_name()
+            except ModelNotFoundError:
+                default = False
+        return cls(model, model_weights_bytes(model), info.get("n_parameters"), info["model_id"],
+                   mix=mix, default=default)
 
     def applies(self, kind: str, dtype: np.dtype, chunk_shape: tuple[int, ...]) -> bool:
         return True
@@ -139,7 +173,7 @@ class LMBenchCodec(BenchCodec):
     def _codec(self, dtype: np.dtype):
         from .codec import LMCodec
 
-        return LMCodec(model=self.model, dtype=np.dtype(dtype).str)
+        return LMCodec(model=self.model, dtype=np.dtype(dtype).str, mix=self.mix)
 
     def warm_up(self, chunk: np.ndarray) -> None:
         codec = self._codec(chunk.dtype)
@@ -148,7 +182,8 @@ class LMBenchCodec(BenchCodec):
     def encode(self, chunks: Sequence[np.ndarray]) -> list[bytes]:
         if not chunks:
             return []
-        return self._codec(chunks[0].dtype).encode_batch(list(chunks))
+        return self._codec(chunks[0].dtype).encode_batch(
+            list(chunks), record_lengths=[record_length(c) for c in chunks])
 
     def decode(self, encoded: Sequence[bytes], like: Sequence[np.ndarray]) -> list:
         if not encoded:
@@ -161,6 +196,71 @@ class LMBenchCodec(BenchCodec):
             header = parse_header(e[:HEADER_SIZE], body_length=len(e) - HEADER_SIZE)
             counts[header.mode.name.lower()] += 1
         return counts
+
+    def planes(self, encoded: Sequence[bytes]) -> dict | None:
+        return lm_mix_planes(encoded) if self.mix else None
+
+
+def record_length(chunk: np.ndarray) -> int:
+    """The record length the harness gives ``LMCodec`` for ``chunk`` (bytes of one plane per
+    row): :func:`lmcodec.codec.record_length` of its shape, passed explicitly because the
+    harness hands ``encode_batch`` the chunks it timed, whatever their memory layout."""
+    from .codec import record_length as codec_record_length
+    from .preprocess import shuffle_dtype
+
+    sdt = shuffle_dtype(chunk.dtype)
+    return codec_record_length(chunk.shape, chunk.dtype.itemsize, sdt.itemsize if sdt is not None else 1)
+
+
+def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
+    """Where the bytes of LMCodec chunks go, per byte plane (JSON-ready).
+
+    For every chunk stored in mode ``lm_mix``, :func:`lmcodec.mixcoding.plane_costs` gives the
+    body bytes each plane's streams take (word count varints, final states and words, or the raw
+    stream bytes); they add up, per plane index, to ``coded_bytes`` next to the plane's raw
+    ``bytes``. ``overhead_bytes`` is the rest of those chunks: 36-byte headers and each body's
+    shared prefix (mixer version, transform, varints, raw bitmap). Chunks stored ``zstd`` or
+    ``raw`` (a zstd frame of all planes together cannot be split by plane) and ``lm`` chunks are
+    counted apart, whole, in ``other``. ``max_chunk_plane_bits_per_byte`` is the largest
+    bits/byte of one plane of one ``lm_mix`` chunk; ``transforms`` counts the element transform
+    of the ``lm_mix`` chunks (``none`` / ``delta`` / ``up``).
+    """
+    from .mixcoding import plane_costs
+    from .preprocess import plane_layout
+    from .transforms import Transform
+
+    planes: dict[int, dict] = {}
+    overhead = lm_chunks = 0
+    other = {"chunks": 0, "raw_bytes": 0, "compressed_bytes": 0}
+    transforms = {t.name.lower(): 0 for t in Transform}
+    worst = None
+    for e in encoded:
+        header = parse_header(e[:HEADER_SIZE], body_length=len(e) - HEADER_SIZE)
+        if header.mode != Mode.LM_MIX:
+            other["chunks"] += 1
+            other["raw_bytes"] += header.raw_length
+            other["compressed_bytes"] += len(e)
+            continue
+        body = bytes(e[HEADER_SIZE:])
+        layout = plane_layout(header.raw_length, header.dtype)
+        costs = plane_costs(body, layout, header.segment_length)
+        lm_chunks += 1
+        overhead += len(e) - sum(costs)
+        transforms[Transform(body[1]).name.lower()] += 1
+        for p, ((length, kind), cost) in enumerate(zip(layout, costs)):
+            entry = planes.setdefault(p, {"plane": p, "kind": int(kind), "bytes": 0, "coded_bytes": 0})
+            entry["bytes"] += int(length)
+            entry["coded_bytes"] += int(cost)
+            bpb = 8 * cost / length
+            worst = bpb if worst is None else max(worst, bpb)
+    return {
+        "lm_mix_chunks": lm_chunks,
+        "planes": [planes[p] for p in sorted(planes)],
+        "overhead_bytes": overhead,
+        "other": other,
+        "transforms": transforms,
+        "max_chunk_plane_bits_per_byte": worst,
+    }
 
 
 def model_weights_bytes(model: str) -> int:

@@ -15,7 +15,12 @@ on its own as a Zarr chunk would be (chunks never span two samples).
   the tile width is the power of two nearest ``sqrt(2 * pixels)``, so 2048 bytes of a grayscale
   image is a 32x64 tile (the paper's patch). Edge tiles are smaller.
 * ``audio``: runs of whole frames (all channels of a time step).
-* every other kind: runs of whole elements of the C-order flattened sample.
+* every other kind: a sample of two or more dimensions whose row (everything after the first
+  axis) fits in ``chunk_bytes`` is cut into runs of whole rows, keeping its shape (a Zarr chunk
+  of a table or a grid); anything else into runs of whole elements of the C-order flattened
+  sample (1-D chunks).
+
+LMCodec gets each chunk's row as the mixer's record length (:func:`lmcodec.bench_codecs.record_length`).
 
 The paper's datasets (:func:`paper_datasets`, Deletang et al. 2023) add what the main datasets
 lack: 32x64 grayscale patches (RGB mean truncated to uint8, whole patches only) and 8-bit audio
@@ -193,6 +198,11 @@ def chunk_array(a: np.ndarray, kind: str, chunk_bytes: int) -> list[np.ndarray]:
     if kind == "audio" and a.ndim == 2:
         frames = max(1, chunk_bytes // (a.shape[1] * a.itemsize))
         return [np.ascontiguousarray(a[i : i + frames]) for i in range(0, a.shape[0], frames)]
+    if kind != "image" and a.ndim >= 2 and a.shape[0] > 1:
+        row = a.nbytes // a.shape[0]
+        if 0 < row <= chunk_bytes:
+            rows = chunk_bytes // row
+            return [np.ascontiguousarray(a[i : i + rows]) for i in range(0, a.shape[0], rows)]
     flat = np.ascontiguousarray(a).reshape(-1)
     n = max(1, chunk_bytes // a.itemsize)
     return [flat[i : i + n].copy() for i in range(0, flat.shape[0], n)]

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-__all__ = ["machine_info", "write_report", "render_markdown", "aggregate", "PAPER_TABLE1"]
+__all__ = ["machine_info", "write_report", "render_markdown", "aggregate", "default_codec", "plane_rows",
+           "PAPER_TABLE1", "PLANE_LIMIT"]
 
 #: Deletang et al. 2023 ("Language Modeling Is Compression"), Table 1, raw compression rates
 #: (1 GB of each dataset in 2048-byte chunks) as quoted in issue 6: column -> compressor -> rate.
@@ -31,6 +32,8 @@ _PAPER_ONLY = ("Transformer 3.2M", "Chinchilla 70B")
 
 _PACKAGES = ("lmcodec", "numpy", "onnxruntime", "numcodecs", "pcodec", "fpzip", "soundfile",
              "Pillow", "matplotlib", "zarr")
+PLANE_LIMIT = 8.0
+"""Bits per byte no byte plane may exceed (the per-stream raw fallback of lm_mix)."""
 PLOTS = {"rates": "benchmarks-rates.png", "speed": "benchmarks-speed.png",
          "scaling": "benchmarks-scaling.png"}
 
@@ -168,8 +171,21 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+_MODES = ("lm_mix", "lm", "zstd", "raw")
+
+
 def _is_lm(doc: dict, codec: str) -> bool:
     return any(m["codec"] == codec for m in doc["models"])
+
+
+def default_codec(doc: dict) -> str | None:
+    """The default model's default codec (mode lm_mix) in ``doc``: the models entry marked
+    ``default`` and ``mix``, else the first ``mix`` entry, else the first entry."""
+    ms = doc["models"]
+    for pick in ([m for m in ms if m.get("default") and m.get("mix", True)], [m for m in ms if m.get("mix", True)], ms):
+        if pick:
+            return pick[0]["codec"]
+    return None
 
 
 def _rate_table(doc: dict, group: str) -> list[str]:
@@ -188,12 +204,12 @@ def _rate_table(doc: dict, group: str) -> list[str]:
             cells.append(cell)
             adjusted.append("—" if r is None else _pct(r["adjusted_rate"]))
             m = (r or {}).get("modes") or {}
-            modes.append("—" if not m else f"{m.get('lm', 0) + m.get('lm_mix', 0)}/{m.get('zstd', 0)}/{m.get('raw', 0)}")
+            modes.append("—" if not m else "/".join(str(m.get(k, 0)) for k in _MODES))
         total = _group_total(doc, group, codec)
         rows.append([f"`{codec}`", *cells, _pct(total and total["rate"])])
         if _is_lm(doc, codec):
             rows.append([f"`{codec}` adjusted", *adjusted, _pct(total and total["adjusted_rate"])])
-            rows.append([f"`{codec}` chunks lm/zstd/raw", *modes, ""])
+            rows.append([f"`{codec}` chunks {'/'.join(_MODES)}", *modes, ""])
     header = ["codec", *[d["name"] for d in sets], "all kinds"]
     return _table(header, rows)
 
@@ -263,25 +279,209 @@ def _chunk_table(doc: dict) -> list[str]:
     return _table(["chunking", "dataset", "chunks", "mean chunk bytes", "first chunk"], rows)
 
 
-def _summary(doc: dict) -> list[str]:
-    lines = []
+def _bpb(rate: float | None) -> str:
+    """A rate (compressed / raw) as bits per byte."""
+    return "—" if rate is None else f"{8 * rate:.2f}"
+
+
+def _bits(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def _versus(lm: dict, other: dict | None) -> str:
+    """``win −12.3 %`` / ``lose +4.0 %``: the LM codec's size relative to ``other``'s."""
+    if other is None:
+        return "—"
+    d = lm["compressed_bytes"] / other["compressed_bytes"] - 1
+    word = "**win**" if d < 0 else ("tie" if d == 0 else "lose")
+    return f"{word} {100 * d:+.1f}%"
+
+
+def _best_classical(doc: dict, group: str, name: str) -> dict | None:
+    rs = [r for r in doc["results"] if r["group"] == group and r["dataset"] == name and not _is_lm(doc, r["codec"])]
+    return min(rs, key=lambda r: r["compressed_bytes"]) if rs else None
+
+
+def _total(rs: list[dict | None]) -> dict | None:
+    if not rs or any(r is None for r in rs):
+        return None
+    return {"raw_bytes": sum(r["raw_bytes"] for r in rs),
+            "compressed_bytes": sum(r["compressed_bytes"] for r in rs),
+            "rate": sum(r["compressed_bytes"] for r in rs) / sum(r["raw_bytes"] for r in rs)}
+
+
+def _win_table(doc: dict, groups: list[str]) -> tuple[list[str], dict]:
+    """Per dataset of ``groups`` (and in total): the default codec vs zstd-19, xz-9 and the best
+    classical codec of that dataset, in bits per byte; also returns the totals."""
     idx = _index(doc)
+    lm_codec = default_codec(doc)
+    lm_only = next((m["codec"] for m in doc["models"] if not m.get("mix", True)), None)
+    rows, cols = [], {"lm": [], "lm_only": [], "zstd-19": [], "xz-9": [], "best": []}
+    for group in groups:
+        for d in _datasets(doc, group):
+            lm = idx.get((group, d["name"], lm_codec))
+            if lm is None:
+                continue
+            only = idx.get((group, d["name"], lm_only)) if lm_only else None
+            zstd = idx.get((group, d["name"], "zstd-19"))
+            xz = idx.get((group, d["name"], "xz-9"))
+            best = _best_classical(doc, group, d["name"])
+            for key, r in (("lm", lm), ("lm_only", only), ("zstd-19", zstd), ("xz-9", xz), ("best", best)):
+                cols[key].append(r)
+            label = d["name"] if len(groups) == 1 else f"{d['name']} ({group})"
+            rows.append([label, f"**{_bpb(lm['rate'])}**", _bpb(only and only["rate"]),
+                         _bpb(zstd and zstd["rate"]), _bpb(xz and xz["rate"]),
+                         "—" if best is None else f"{_bpb(best['rate'])} `{best['codec']}`",
+                         _versus(lm, zstd), _versus(lm, xz), _versus(lm, best)])
+    totals = {k: _total(v) for k, v in cols.items()}
+    if rows:
+        t = totals
+        rows.append(["**all**", f"**{_bpb(t['lm'] and t['lm']['rate'])}**", _bpb(t["lm_only"] and t["lm_only"]["rate"]),
+                     _bpb(t["zstd-19"] and t["zstd-19"]["rate"]), _bpb(t["xz-9"] and t["xz-9"]["rate"]),
+                     _bpb(t["best"] and t["best"]["rate"]) + " (best per dataset)",
+                     *(_versus(t["lm"], t[k]) if t["lm"] else "—" for k in ("zstd-19", "xz-9", "best"))])
+    header = ["data", f"`{lm_codec}`", "lm-only" if lm_only else "lm-only (not run)", "zstd-19", "xz-9",
+              "best classical", "vs zstd-19", "vs xz-9", "vs best classical"]
+    return _table(header, rows), totals
+
+
+def _summary(doc: dict) -> list[str]:
+    lm_codec = default_codec(doc)
+    if lm_codec is None:
+        return []
+    lm_only = next((m["codec"] for m in doc["models"] if not m.get("mix", True)), None)
+    lines = [
+        f"The default codec, `{lm_codec}` (`LMCodec()`, mode lm_mix), against zstd -19, xz -9 and "
+        "the best classical codec of each dataset (every baseline that applies, pcodec, fpzip, PNG "
+        "and FLAC included), in **bits per byte** (8 x compressed / raw; lower is better; LMCodec "
+        "with its 36-byte chunk headers). *vs*: LMCodec's compressed size relative to the other "
+        "codec's (negative = smaller = **win**). "
+        + (f"*lm-only*: `{lm_only}` (`LMCodec(mix=False)`, the model alone), to show what mixing adds. "
+           if lm_only else "")
+        + "*all*: total compressed over total raw bytes of the datasets above; for *best classical* "
+        "the best codec is picked per dataset.",
+        "",
+    ]
+    idx = _index(doc)
+    everything: dict[str, list] = {}
+    for group in [*_groups(doc), "paper"]:
+        if not any(idx.get((group, d["name"], lm_codec)) for d in _datasets(doc, group)):
+            continue
+        table, totals = _win_table(doc, [group])
+        title = "the paper's datasets (2048-byte chunks)" if group == "paper" else f"chunks of {group}"
+        lines += [f"**{title}**", "", *table, ""]
+        if group != "paper":
+            for k, v in totals.items():
+                everything.setdefault(k, []).append(v)
+    t = {k: _total(v) for k, v in everything.items()}
+    if t.get("lm"):
+        parts = [f"{name} {_bpb(t[k]['rate'])} ({_versus(t['lm'], t[k])})"
+                 for k, name in (("zstd-19", "zstd-19"), ("xz-9", "xz-9"), ("best", "best classical per dataset"))
+                 if t.get(k)]
+        lines += [f"Over every kind at every chunk size ({_groups_text(doc)}): `{lm_codec}` "
+                  f"{_bpb(t['lm']['rate'])} bits/byte"
+                  + (f", lm-only {_bpb(t['lm_only']['rate'])}" if t.get("lm_only") else "")
+                  + "; " + ", ".join(parts) + ".", ""]
     for group in _groups(doc):
         for m in doc["models"]:
             wins, losses = [], []
             for d in _datasets(doc, group):
                 lm = idx.get((group, d["name"], m["codec"]))
-                others = [r for (g, n, c), r in idx.items() if g == group and n == d["name"] and c != m["codec"]
-                          and not _is_lm(doc, c)]
-                if lm is None or not others:
+                best = _best_classical(doc, group, d["name"])
+                if lm is None or best is None:
                     continue
-                best = min(others, key=lambda r: r["rate"])
                 text = f"{d['name']} ({_pct(lm['rate'])} vs `{best['codec']}` {_pct(best['rate'])})"
                 (wins if lm["rate"] < best["rate"] else losses).append(text)
             lines.append(f"- {group} chunks, `{m['codec']}`: beats every classical baseline on "
                          f"{len(wins)} of {len(wins) + len(losses)} kinds"
                          + (f": {', '.join(wins)}" if wins else "")
                          + (f"; behind on {', '.join(losses)}" if losses else "") + ".")
+    return lines
+
+
+def _groups_text(doc: dict) -> str:
+    return ", ".join(_groups(doc))
+
+
+def plane_rows(doc: dict, codec: str | None = None) -> list[dict]:
+    """Per (group, dataset) of ``codec`` (default: :func:`default_codec`) with per-plane data:
+    bits per byte of each plane over its lm_mix chunks, overhead and the other chunks."""
+    codec = codec or default_codec(doc)
+    dsets = {(d["group"], d["name"]): d for d in doc["datasets"]}
+    out = []
+    for r in doc["results"]:
+        pl = r.get("planes")
+        if r["codec"] != codec or not pl:
+            continue
+        d = dsets.get((r["group"], r["dataset"]), {})
+        lm_raw = sum(p["bytes"] for p in pl["planes"])
+        out.append({
+            "group": r["group"], "dataset": r["dataset"], "dtype": d.get("dtype", ""),
+            "itemsize": _itemsize(d.get("dtype", "|u1")),
+            "chunks": r["n_chunks"], "lm_mix_chunks": pl["lm_mix_chunks"],
+            "planes": [8 * p["coded_bytes"] / p["bytes"] if p["bytes"] else None for p in pl["planes"]],
+            "overhead_bpb": 8 * pl["overhead_bytes"] / lm_raw if lm_raw else None,
+            "other": pl["other"], "transforms": pl["transforms"],
+            "max_chunk_plane": pl["max_chunk_plane_bits_per_byte"],
+        })
+    return out
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return np.dtype(dtype).itemsize
+
+
+def _plane_section(doc: dict) -> list[str]:
+    codec = default_codec(doc)
+    rows = plane_rows(doc, codec)
+    multi = [r for r in rows if r["itemsize"] > 1]
+    if not multi:
+        return []
+    width = max(len(r["planes"]) for r in multi)
+    table = []
+    for r in multi:
+        o = r["other"]
+        other = "—" if not o["chunks"] else f"{o['chunks']}: {_bits(8 * o['compressed_bytes'] / o['raw_bytes'])}"
+        tf = "/".join(str(r["transforms"].get(k, 0)) for k in ("none", "delta", "up"))
+        table.append([r["group"], r["dataset"], r["dtype"], f"{r['lm_mix_chunks']} of {r['chunks']}",
+                      *[_bits(x) for x in r["planes"]]
+                      + ["" for _ in range(width - len(r["planes"]))],
+                      _bits(r["overhead_bpb"]), other, tf])
+    cells = [(x, r, p) for r in multi for p, x in enumerate(r["planes"]) if x is not None]
+    lines = [
+        "## Bits per byte per byte plane",
+        "",
+        f"`{codec}` on the multi-byte kinds: bits per byte of each byte plane (plane 0 = least "
+        "significant byte of each element; the planes are those of the residuals after the chunk's "
+        "element transform) over the dataset's chunks stored in mode lm_mix, from "
+        "`lmcodec.mixcoding.plane_costs` (each plane's streams: word counts, final states and words, "
+        "or the bytes of a stream stored raw). *overhead* = the 36-byte chunk headers and each body's "
+        "shared prefix (mixer version, transform, varints, raw-stream bitmap) of those chunks, in "
+        "bits per raw byte. Chunks stored as zstd or raw are **not** split by plane (one zstd frame "
+        "codes all planes together); they are reported apart, whole, as *chunks zstd/raw: count: "
+        "bits/byte*. *transforms*: lm_mix chunks coded with element transform none/delta/up.",
+        "",
+        *_table(["chunking", "dataset", "dtype", "lm_mix chunks", *[f"plane {p}" for p in range(width)],
+                 "overhead", "chunks zstd/raw", "transforms"], table),
+        "",
+    ]
+    if cells:
+        worst, wr, wp = max(cells, key=lambda c: c[0])
+        chunk_worst = max((r["max_chunk_plane"] for r in multi if r["max_chunk_plane"] is not None), default=None)
+        ok = worst <= PLANE_LIMIT and (chunk_worst is None or chunk_worst <= PLANE_LIMIT)
+        single = [x for r in rows if r["itemsize"] == 1 for x in r["planes"] if x is not None]
+        lines += [
+            f"**Maximum over the planes above: {worst:.3f} bits/byte** ({wr['dataset']}, chunks of "
+            f"{wr['group']}, plane {wp}); the largest single plane of a single chunk: "
+            f"{_num(chunk_worst, '.3f')} bits/byte. Requirement (no plane above {PLANE_LIMIT:.1f} "
+            f"bits/byte, before the overhead column): **{'met' if ok else 'NOT met'}**. A stream that "
+            "would not shrink is stored raw (8.0 bits/byte), so a plane can reach 8.0 but not exceed "
+            "it; the overhead column is what the chunk adds on top"
+            + (f" (1-byte kinds, one plane each: at most {max(single):.3f} bits/byte)." if single else "."),
+            "",
+        ]
     return lines
 
 
@@ -303,10 +503,12 @@ def render_markdown(doc: dict, plots: dict[str, str]) -> str:
         "",
         *_summary(doc),
         "",
-        "The shipped models are only partially trained (see onnx_models/manifest.json), so the "
-        "model often loses to zstd/xz; LMCodec then stores the chunk as zstd or raw (the "
-        "*chunks lm/zstd/raw* rows). At this data scale the adjusted rate (which counts the model's "
-        "weights) is far above 100%: the model only pays for itself on gigabytes.",
+        "The shipped models are only partially trained (see onnx_models/manifest.json). In the "
+        "default mode lm_mix the model's tables are mixed with statistics adapted on each stream, "
+        "and a stream that would not shrink is stored raw; a whole chunk is stored as zstd or raw "
+        "where that is smaller (the *chunks lm_mix/lm/zstd/raw* rows count the chunks per mode). "
+        "At this data scale the adjusted rate (which counts the model's weights) is far above "
+        "100%: the model only pays for itself on gigabytes.",
         "",
         "## Machine",
         "",
@@ -343,9 +545,15 @@ def render_markdown(doc: dict, plots: dict[str, str]) -> str:
         "",
         "## Models",
         "",
-        *_table(["model", "parameters", "model bytes (weights.npz)", "model id"],
-                [[f"`{m['name']}`", f"{m['n_parameters']:,}" if m["n_parameters"] else "—",
+        *_table(["codec", "model", "mode", "parameters", "model bytes (weights.npz)", "model id"],
+                [[f"`{m['codec']}`", f"`{m['name']}`" + (" (default)" if m.get("default") else ""),
+                  "lm_mix (`LMCodec()`)" if m.get("mix", True) else "lm (`LMCodec(mix=False)`)",
+                  f"{m['n_parameters']:,}" if m["n_parameters"] else "—",
                   f"{m['model_bytes']:,}", m["model_id"]] for m in doc["models"]]),
+        "",
+        "Every LMCodec chunk gets the record length (bytes of a plane per row) of its chunk's shape: "
+        "the row of a 2-D chunk (tables, grids, stereo frames) or of an image tile (all pixels of a "
+        "row with their channels); 1-D chunks leave it to the mixer to detect.",
         "",
         "## Data",
         "",
@@ -362,6 +570,7 @@ def render_markdown(doc: dict, plots: dict[str, str]) -> str:
                   f"{n_chunks} chunks of {mean:,.0f} bytes on average (a sample smaller than the chunk "
                   "size is one chunk; image chunks are tiles).", "", *_rate_table(doc, group), "",
                   f"### Speed and memory, chunks of {group}", "", *_speed_table(doc, group), ""]
+    lines += _plane_section(doc)
     lines += [
         "## The paper's Table 1 at our scale",
         "",
@@ -395,7 +604,7 @@ def render_markdown(doc: dict, plots: dict[str, str]) -> str:
         "",
         "```sh",
         'pip install -e ".[bench]" && scripts/install-data.sh      # codecs and corpus packages',
-        "lmcodec bench --out-dir docs                  # full run: every model, 2 KiB / 64 KiB / 1 MiB",
+        "lmcodec bench --out-dir docs                  # full run (benchmarks/README.md says what it covers)",
         "lmcodec bench --quick --out-dir docs          # quick run: default model, 32 KiB per kind",
         "python benchmarks/validate_models.py          # per-kind validation bits/byte of each model",
         "```",
@@ -477,7 +686,7 @@ def _plot_scaling(doc: dict, path: Path) -> None:
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    models = sorted(doc["models"], key=lambda m: m["n_parameters"] or 0)
+    models = sorted((m for m in doc["models"] if m.get("mix", True)), key=lambda m: m["n_parameters"] or 0)
     for group in _groups(doc):
         totals = [(m["n_parameters"], _group_total(doc, group, m["codec"])) for m in models]
         pts = [(n, t) for n, t in totals if n and t]
@@ -501,7 +710,7 @@ def _write_plots(doc: dict, out: Path) -> dict[str, str]:
     written["rates"] = PLOTS["rates"]
     _plot_speed(doc, out / PLOTS["speed"])
     written["speed"] = PLOTS["speed"]
-    if sum(1 for m in doc["models"] if m["n_parameters"]) >= 2:
+    if sum(1 for m in doc["models"] if m["n_parameters"] and m.get("mix", True)) >= 2:
         _plot_scaling(doc, out / PLOTS["scaling"])
         written["scaling"] = PLOTS["scaling"]
     return written

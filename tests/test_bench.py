@@ -17,9 +17,9 @@ import pytest
 
 from lmcodec import bench, bench_data
 from lmcodec.bench import BenchConfig, VerificationError, run_codec, run_datasets
-from lmcodec.bench_codecs import Baseline, LMBenchCodec, baseline_codecs
+from lmcodec.bench_codecs import Baseline, LMBenchCodec, baseline_codecs, lm_mix_planes, record_length
 from lmcodec.bench_data import Dataset
-from lmcodec.bench_report import write_report
+from lmcodec.bench_report import PLANE_LIMIT, default_codec, plane_rows, write_report
 from lmcodec.cli import main
 from lmcodec.corpus import Sample
 
@@ -42,16 +42,19 @@ def _image(h: int, w: int) -> np.ndarray:
     return np.stack([(x + y) % 256, (2 * x) % 256, (3 * y) % 256], axis=-1).astype(np.uint8)
 
 
-def _fake_lm() -> LMBenchCodec:
-    return LMBenchCodec(FAKE.name, model_bytes=1000, n_parameters=123, model_id=FAKE.model_id.hex())
+def _fake_lm(mix: bool = True) -> LMBenchCodec:
+    return LMBenchCodec(FAKE.name, model_bytes=1000, n_parameters=123, model_id=FAKE.model_id.hex(),
+                        mix=mix, default=True)
 
 
 def _small_datasets() -> list[Dataset]:
     text = np.frombuffer(lm_friendly(3000), dtype=np.uint8)
     audio = (1000 * np.sin(np.arange(1500) / 7)).astype(np.int16)
     floats = np.cumsum(_rng().normal(size=700)).astype(np.float32)
+    table = np.cumsum(_rng().integers(-3, 4, size=(64, 12)), axis=0).astype(np.int16)  # 2-D: rows of 24 bytes
     out = []
-    for kind, a in (("text", text), ("audio", audio), ("float32", floats), ("image", _image(40, 50))):
+    for kind, a in (("text", text), ("audio", audio), ("float32", floats), ("image", _image(40, 50)),
+                    ("sensor", table)):
         chunks = bench_data.chunk_array(a, kind, 1024)
         out.append(Dataset(kind, kind, "1 KiB", tuple(chunks), ({"name": kind, "package": "test", "version": "1",
                                                                   "dtype": a.dtype.str, "shape": list(a.shape)},)))
@@ -62,10 +65,17 @@ def _small_datasets() -> list[Dataset]:
 
 
 def test_chunk_array_covers_every_byte_in_whole_elements():
-    a = np.arange(1000, dtype=np.float64).reshape(100, 10)
-    chunks = bench_data.chunk_array(a, "float64", 2048)
+    flat = np.arange(1000, dtype=np.float64)
+    chunks = bench_data.chunk_array(flat, "float64", 2048)
     assert [c.nbytes for c in chunks] == [2048, 2048, 2048, 1856]
-    assert b"".join(c.tobytes() for c in chunks) == a.tobytes()
+    assert b"".join(c.tobytes() for c in chunks) == flat.tobytes()
+    table = flat.reshape(100, 10)  # 2-D: runs of whole rows, shape kept (rows of 80 bytes)
+    chunks = bench_data.chunk_array(table, "float64", 2048)
+    assert [c.shape for c in chunks] == [(25, 10)] * 4
+    assert b"".join(c.tobytes() for c in chunks) == table.tobytes()
+    wide = flat.reshape(2, 500)  # a row does not fit: 1-D runs of elements
+    chunks = bench_data.chunk_array(wide, "float64", 2048)
+    assert [c.shape for c in chunks] == [(256,), (256,), (256,), (232,)]
     stereo = np.arange(2000, dtype=np.int16).reshape(1000, 2)
     chunks = bench_data.chunk_array(stereo, "audio", 1000)
     assert all(c.shape[1] == 2 for c in chunks) and chunks[0].shape == (250, 2)
@@ -107,6 +117,15 @@ def test_paper_mappings():
     patches, audio8 = bench_data.paper_datasets(images, audio, 4 * 2048)
     assert len(patches.chunks) == 4 and all(c.shape == (32, 64) for c in patches.chunks)
     assert len(audio8.chunks) == 2 and all(c.nbytes == 2048 and c.dtype == np.uint8 for c in audio8.chunks)
+
+
+def test_record_length_is_one_row_of_a_plane():
+    assert record_length(np.zeros(100, np.int16)) == 0
+    assert record_length(np.zeros((1, 100), np.int16)) == 0  # one row: nothing to line up
+    assert record_length(np.zeros((5, 100), np.int16)) == 100  # elements per row = plane bytes per row
+    assert record_length(np.zeros((5, 7, 3), np.uint8)) == 21  # image tile: a row of RGB pixels
+    assert record_length(np.zeros((5, 4), np.float64)) == 4
+    assert record_length(np.zeros((3, 1 << 16), np.uint8)) == 0  # beyond the mixer's history
 
 
 # -- harness ----------------------------------------------------------------------------------
@@ -161,15 +180,32 @@ def test_run_codec_measures_rate_speed_and_memory():
 def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     pytest.importorskip("matplotlib")
     datasets = _small_datasets()
-    codecs = [*baseline_codecs(), _fake_lm()]
+    codecs = [*baseline_codecs(), _fake_lm(), _fake_lm(mix=False)]
+    assert codecs[-1].name == f"lmcodec/{FAKE.name}/lm-only" and "lm_mix" in codecs[-2].description
     doc = run_datasets(datasets, codecs, BenchConfig("test", (1024,), 4096), progress=False, command="test")
     results = doc["results"]
     lm = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}"]
-    assert len(lm) == len(datasets)
-    for r in lm:
+    only = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}/lm-only"]
+    assert len(lm) == len(only) == len(datasets)
+    for r in lm + only:
         assert sum(r["modes"].values()) == r["n_chunks"]
         assert r["adjusted_rate"] == pytest.approx((r["compressed_bytes"] + 1000) / r["raw_bytes"])
-    assert lm[0]["modes"]["lm_mix"] > 0  # lm_friendly text: the stand-in model wins
+    assert lm[0]["modes"]["lm_mix"] > 0 and only[0]["modes"]["lm"] > 0  # lm_friendly text: the model wins
+    assert all(r["modes"]["lm"] == 0 for r in lm) and all(r["modes"]["lm_mix"] == 0 for r in only)
+    assert all(r["planes"] is None for r in only)
+    for r in lm:  # per-plane accounting adds up to the compressed size
+        pl = r["planes"]
+        coded = sum(p["coded_bytes"] for p in pl["planes"])
+        assert coded + pl["overhead_bytes"] + pl["other"]["compressed_bytes"] == r["compressed_bytes"]
+        assert pl["lm_mix_chunks"] + pl["other"]["chunks"] == r["n_chunks"] == sum(pl["transforms"].values()) + pl["other"]["chunks"]
+        assert r["modes"]["lm_mix"] == pl["lm_mix_chunks"]
+        if pl["lm_mix_chunks"]:
+            assert sum(p["bytes"] for p in pl["planes"]) + pl["other"]["raw_bytes"] == r["raw_bytes"]
+            assert pl["max_chunk_plane_bits_per_byte"] <= PLANE_LIMIT
+    multi = [r for r in plane_rows(doc) if r["itemsize"] > 1 and r["lm_mix_chunks"]]
+    assert multi and all(len(r["planes"]) == r["itemsize"] for r in multi)
+    assert default_codec(doc) == f"lmcodec/{FAKE.name}"
+    assert [m["mix"] for m in doc["models"]] == [True, False]
     skipped = {(s["codec"], s["dataset"]) for s in doc["skipped"]}
     assert ("png", "text") in skipped and ("flac", "image") in skipped and ("fpzip", "audio") in skipped
     ran = {(r["codec"], r["dataset"]) for r in results}
@@ -183,7 +219,21 @@ def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     assert json.loads((tmp_path / "benchmarks.json").read_text())["meta"]["command"] == "test"
     md = (tmp_path / "benchmarks.md").read_text()
     assert "## Compression rate, chunks of 1 KiB" in md and f"`lmcodec/{FAKE.name}` adjusted" in md
-    assert "| `zstd-19` |" in md and "chunks lm/zstd/raw" in md and "(benchmarks-rates.png)" in md
+    assert "| `zstd-19` |" in md and "chunks lm_mix/lm/zstd/raw" in md and "(benchmarks-rates.png)" in md
+    assert "## Bits per byte per byte plane" in md and "Maximum over the planes above" in md
+    assert "vs best classical" in md and "| **all** |" in md and f"`lmcodec/{FAKE.name}/lm-only`" in md
+
+
+def test_lm_mix_planes_of_a_chunk_stored_raw_and_of_an_lm_mix_chunk():
+    from lmcodec.codec import LMCodec
+
+    noise = _rng().integers(0, 256, 4096).astype(np.uint8).view(np.int16)
+    smooth = np.repeat(np.arange(64, dtype=np.int16), 32)  # two planes, both predictable
+    enc = LMCodec(segment_length=FAKE.context_length).encode_batch([noise, smooth])
+    pl = lm_mix_planes(enc)
+    assert pl["other"]["chunks"] == 1 and pl["other"]["raw_bytes"] == noise.nbytes
+    assert pl["lm_mix_chunks"] == 1 and [p["bytes"] for p in pl["planes"]] == [smooth.size] * 2
+    assert 0 < pl["max_chunk_plane_bits_per_byte"] <= 8
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -194,12 +244,13 @@ def test_bench_options(capsys):
     assert "--quick" in capsys.readouterr().out
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--chunk-sizes", "2K,1M", "--kinds", "text", "audio"])
+    args = parser.parse_args(["--quick", "--chunk-sizes", "2K,1M", "--kinds", "text", "audio", "--no-lm-only"])
     config = bench.config_from_args(args)
-    assert config.chunk_sizes == (2048, 1 << 20) and config.kinds == ("text", "audio")
+    assert config.chunk_sizes == (2048, 1 << 20) and config.kinds == ("text", "audio") and not config.lm_only
     assert config.models == "default" and config.bytes_per_kind == 32 << 10 and "modified" in config.mode
     assert bench.command_line(args) == ("lmcodec bench --quick --chunk-sizes 2048,1048576 --kinds text audio "
-                                        "--out-dir benchmark-results")
+                                        "--no-lm-only --out-dir benchmark-results")
+    assert bench.QUICK.lm_only and bench.FULL.lm_only
     assert bench.config_from_args(parser.parse_args([])) == bench.FULL
     assert main(["bench", "--kinds", "nonsense"]) == 2
 
