@@ -145,6 +145,16 @@ def _sniff_npy(f) -> tuple[bytes, np.dtype | None, dict] | None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _npy_record_length(info: dict, dtype: np.dtype) -> int:
+    """The lm_mix record length of an .npy array's rows (0: none), see codec.record_length."""
+    from .codec import record_length
+    from .preprocess import shuffle_dtype
+
+    shape = info["shape"][::-1] if info["fortran_order"] else info["shape"]
+    sdt = shuffle_dtype(dtype)
+    return record_length(shape, info["dtype"].itemsize, sdt.itemsize if sdt is not None else 1)
+
+
 def _parse_size(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("B").removesuffix("I")
@@ -266,6 +276,7 @@ def cmd_compress(args) -> int:
         npy_header, dtype = (npy[0], npy[1]) if npy else (b"", None)
         if args.dtype is not None:
             dtype = args.dtype
+        record = _npy_record_length(npy[2], dtype) if npy and dtype is not None else 0
         codec = LMCodec(
             model=args.model,
             dtype=None if dtype is None else dtype.str,
@@ -285,7 +296,7 @@ def cmd_compress(args) -> int:
             out.write(_pack_container_header([0] * len(sizes), total_raw, npy_header))
             for batch in _batches(sizes):
                 raws = [_read_exact(f, sizes[i], "input") for i in batch]
-                for enc in codec.encode_batch(raws):
+                for enc in codec.encode_batch(raws, record_lengths=[record] * len(raws)):
                     out.write(enc)
                     lengths.append(len(enc))
                 bar.update(sum(len(r) for r in raws))
