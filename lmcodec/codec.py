@@ -35,7 +35,7 @@ from .format import (
 )
 from .mixcoding import DEFAULT_STREAM_LENGTH, MAX_RECORD_LENGTH, MAX_STREAM_LENGTH, StreamParams
 from .preprocess import join_planes, plane_layout, shuffle_dtype, split_planes, unshuffle
-from .transforms import Transform, apply_transform, choose_transform, invert_transform
+from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
 __all__ = ["LMCodec", "record_length"]
 
@@ -123,6 +123,10 @@ class LMCodec(Codec):
         ``lm_mix`` only: bytes per stream (one mixer lane and one rANS lane), rounded down to
         a whole number of segments (at least one). Longer streams let the adaptive statistics
         learn more; more streams decode in more parallel lanes. Default 16384.
+
+    In mode ``lm_mix`` the encoder may code a chunk of multi-byte elements unshuffled, as plain
+    bytes, when that looks smaller (:func:`lmcodec.transforms.choose_coding`); the chunk header
+    says which layout was used, so decoding needs no option.
 
     The record length the mixer uses (e.g. an image row) is taken from the input's shape:
     the length of the last axis of a numpy array with two or more dimensions (see
@@ -262,6 +266,7 @@ class LMCodec(Codec):
         to_code = [i for i, (data, _, _) in enumerate(prepared) if data.shape[0]]
         planes = {i: split_planes(*prepared[i][:2]) for i in to_code}
         lm_bodies: dict[int, bytes] = {}
+        codings: dict[int, Coding] = {}  # lm_mix layout per chunk (its dtype goes in the header)
         model_id = bytes(8)
         segment_length = 0
         lm_mode = Mode.LM_MIX if self.mix else Mode.LM
@@ -281,9 +286,11 @@ class LMCodec(Codec):
                 params, chunks = [], []
                 for i in to_code:
                     data, dt, record = prepared[i]
-                    transform = choose_transform(data, dt, record)
-                    params.append(StreamParams(per_stream, record, int(transform)))
-                    chunks.append(split_planes(apply_transform(data, dt, transform, record), dt))
+                    coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH)
+                    codings[i] = coding
+                    params.append(StreamParams(per_stream, coding.record, int(coding.transform)))
+                    transformed = apply_transform(data, coding.dtype, coding.transform, coding.record)
+                    chunks.append(split_planes(transformed, coding.dtype))
                 bodies = encode_chunks(model, chunks, segment_length, params)
             else:
                 from .lmcoding import encode_planes
@@ -306,7 +313,8 @@ class LMCodec(Codec):
                 if len(lm_bodies[i]) < best:
                     mode, body, best = lm_mode, lm_bodies[i], len(lm_bodies[i])
             if mode.uses_model:
-                header = Header(mode, n, crc, dt, segment_length, model_id)
+                lm_dtype = codings[i].dtype if i in codings else dt
+                header = Header(mode, n, crc, lm_dtype, segment_length, model_id)
             else:
                 header = Header(mode, n, crc, dt)
             if body is None:

@@ -16,21 +16,26 @@ id     name    residual ``y`` of element ``i`` (``x`` = the elements, ``r`` = ro
 
 ``r`` is the chunk's record length (elements per row), the same number the mixer uses.
 
-Which transform the encoder takes is a policy, not part of the format: :func:`choose_transform`
-keeps the candidate whose shuffled bytes LZMA2 (preset 9, 64 KiB dictionary) codes smallest, a
-proxy measured to pick within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py).
+Which layout the encoder takes is a policy, not part of the format: :func:`choose_coding` tries
+the transforms on the byte-shuffled elements and, for multi-byte elements, the plain bytes in
+memory order (no shuffle, no transform: the chunk header then records no dtype), and keeps the
+candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest. Among transforms this proxy picks
+within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py); plain bytes win on
+float data whose byte planes are nearly random one by one but not together (measured in
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import enum
 import lzma
+from typing import NamedTuple
 
 import numpy as np
 
 from .preprocess import shuffle, shuffle_dtype
 
-__all__ = ["Transform", "apply_transform", "invert_transform", "choose_transform"]
+__all__ = ["Transform", "Coding", "apply_transform", "invert_transform", "choose_transform", "choose_coding"]
 
 
 class Transform(enum.IntEnum):
@@ -41,7 +46,25 @@ class Transform(enum.IntEnum):
 
 _PROXY_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]
 _MIN_CHOICE_BYTES = 256
-"""Chunks smaller than this are not worth trying transforms on (always ``none``)."""
+"""Chunks smaller than this are not worth trying transforms on (always ``none``, shuffled)."""
+_PLAIN_MARGIN = 0.95
+"""Plain bytes are taken only when their proxy size is below this fraction of the best shuffled
+candidate's: on the validation samples of the float32 kind, near ties (proxy within 5 %) were
+mostly won by the shuffled layout in the model's code (2.776 bits/byte without the margin,
+2.731 with it; float64 2.388 vs 2.389)."""
+
+
+class Coding(NamedTuple):
+    """The ``lm_mix`` layout of one chunk.
+
+    ``dtype``: the shuffle dtype (``None``: the bytes in memory order, one plane);
+    ``transform``: the element transform on that dtype's elements; ``record``: the mixer's
+    record length in bytes of one plane per row (0: unknown, the mixer detects it).
+    """
+
+    dtype: np.dtype | None
+    transform: Transform
+    record: int
 
 
 def _elements(data: np.ndarray, dtype) -> tuple[np.ndarray, int]:
@@ -92,16 +115,46 @@ def candidates(n_elements: int, record: int) -> list[Transform]:
     return out
 
 
+def _proxy_size(data: np.ndarray) -> int:
+    """Bytes LZMA2 (preset 9, 64 KiB dictionary, raw) codes the uint8 array ``data`` to."""
+    return len(lzma.compress(data.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
+
+
+def _choose_shuffled(data: np.ndarray, dtype, record: int) -> tuple[Transform, int]:
+    """``(transform, proxy size)`` of the candidate whose shuffled residuals LZMA2 compresses
+    smallest (ties: the lower id)."""
+    n = _elements(data, dtype)[0].shape[0]
+    best, best_size = Transform.NONE, -1
+    for t in candidates(n, record):
+        size = _proxy_size(shuffle(apply_transform(data, dtype, t, record), dtype))
+        if best_size < 0 or size < best_size:
+            best, best_size = t, size
+    return best, best_size
+
+
 def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
-    """Encoder policy: the candidate whose shuffled residuals LZMA2 compresses smallest (ties:
-    the lower id); ``none`` for chunks under 256 bytes."""
+    """Encoder policy for shuffled elements: the candidate whose shuffled residuals LZMA2
+    compresses smallest (ties: the lower id); ``none`` for chunks under 256 bytes."""
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Transform.NONE
-    n = _elements(data, dtype)[0].shape[0]
-    best, best_size = Transform.NONE, None
-    for t in candidates(n, record):
-        residual = shuffle(apply_transform(data, dtype, t, record), dtype)
-        size = len(lzma.compress(residual.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
-        if best_size is None or size < best_size:
-            best, best_size = t, size
-    return best
+    return _choose_shuffled(data, dtype, record)[0]
+
+
+def _plain_record(record: int, itemsize: int, max_record: int) -> int:
+    """Bytes per row of the plain layout for ``record`` elements of ``itemsize`` bytes per row."""
+    plain = record * itemsize
+    return plain if plain <= max_record else 0
+
+
+def choose_coding(data: np.ndarray, dtype, record: int, max_record: int) -> Coding:
+    """Encoder policy for a whole ``lm_mix`` chunk: the best shuffled candidate of
+    :func:`choose_transform`, or the plain bytes when ``dtype`` has multi-byte elements and
+    LZMA2 codes the plain bytes smaller. ``record`` counts elements per row; the plain layout's
+    record is that times the itemsize, or 0 (unknown) when that exceeds ``max_record``."""
+    dt = shuffle_dtype(dtype)
+    if data.shape[0] < _MIN_CHOICE_BYTES:
+        return Coding(dt, Transform.NONE, record)
+    transform, size = _choose_shuffled(data, dt, record)
+    if dt is not None and dt.itemsize > 1 and _proxy_size(data) < _PLAIN_MARGIN * size:
+        return Coding(None, Transform.NONE, _plain_record(record, dt.itemsize, max_record))
+    return Coding(dt, transform, record)

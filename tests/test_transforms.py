@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lmcodec import LMCodec
 from lmcodec.format import HEADER_SIZE, Mode, parse_header
-from lmcodec.transforms import Transform, apply_transform, choose_transform, invert_transform
+from lmcodec.transforms import Coding, Transform, apply_transform, choose_coding, choose_transform, invert_transform
 
 DTYPES = [None, "u1", "<i2", ">u2", "<i4", ">f4", "<f8", ">i8", "<f2"]
 
@@ -70,3 +70,26 @@ def test_codec_stores_and_inverts_the_transform():
     enc = LMCodec().encode(ramp)
     assert enc[HEADER_SIZE + 1] == choose_transform(ramp.view(np.uint8), ramp.dtype, 0)
     assert LMCodec().decode(enc) == ramp.tobytes()
+
+
+def test_coding_keeps_shuffled_layout_for_integers_and_small_chunks():
+    rng = np.random.default_rng(0)
+    ramp = (np.cumsum(rng.integers(-3, 4, 20_000)) + 30_000).astype("<i2")
+    assert choose_coding(ramp.view(np.uint8), ramp.dtype, 0, 65535) == Coding(np.dtype("<i2"), Transform.DELTA, 0)
+    prices = np.round(100 + np.cumsum(rng.normal(0, 1, 20)), 2)  # 160 bytes: below the choice threshold
+    assert choose_coding(prices.view(np.uint8), prices.dtype, 4, 65535) == Coding(np.dtype("<f8"), Transform.NONE, 4)
+    text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 100, np.uint8)
+    assert choose_coding(text, None, 0, 65535) == Coding(None, Transform.NONE, 0)
+
+
+def test_coding_takes_plain_bytes_for_decimal_floats():
+    """Prices with two decimals: each byte plane alone looks random, whole elements repeat."""
+    rng = np.random.default_rng(1)
+    prices = np.round(100 + np.cumsum(rng.normal(0, 1, (500, 4)), axis=0), 2)
+    coding = choose_coding(prices.view(np.uint8).reshape(-1), prices.dtype, 4, 65535)
+    assert coding == Coding(None, Transform.NONE, 32)  # a row of 4 elements is 32 plain bytes
+    assert choose_coding(prices.view(np.uint8).reshape(-1), prices.dtype, 4, 31).record == 0  # over the cap
+    enc = LMCodec().encode(prices)
+    header = parse_header(enc)
+    assert header.mode == Mode.LM_MIX and header.dtype is None
+    assert LMCodec().decode(enc) == prices.tobytes()

@@ -6,6 +6,10 @@
 Format version 1 vectors were written by the model-only encoder (``mix=False``, mode ``lm``);
 version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``).
 
+The encoder's *policy* (which layout and transform it picks) is not part of the format. When a
+policy change makes a fresh encode differ from a committed vector, the vector stays (it must
+decode forever), gets ``"reencodes": false`` and a note, and a new vector pins the new policy.
+
 Each vector is ``NAME.raw`` (the input bytes), ``NAME.lmc`` (the encoded chunk) and an entry in
 ``vectors.json`` (codec config, dtype and shape of the input, expected mode, model id, where the
 bytes came from). The raw bytes are committed, so the test needs none of the corpus packages;
@@ -75,6 +79,9 @@ def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "v2_mri_uint16_rows": (mri.reshape(32, 20), {**tiny, "stream_length": 256}, "lm_mix",
                                f"{mri_src}; coded as a (32, 20) array: record length 20"),
         "v2_goog_float64": (goog, small, "lm_mix", goog_src),
+        "v2_goog_float64_plain": (goog, small, "lm_mix",
+                                  f"{goog_src}; the same bytes as v2_goog_float64, written after the "
+                                  "encoder learned to code floats as plain bytes (header dtype none)"),
     }
 
 
