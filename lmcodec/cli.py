@@ -460,6 +460,20 @@ def cmd_bench(args) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def cmd_train(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CLIError("lmcodec train needs PyTorch: pip install 'lmcodec[train]'") from None
+    from .train import main as train_main
+
+    try:
+        train_main(args.train_args)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -523,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default=None, help="installed model name (default: the default model)")
     m.set_defaults(func=cmd_demo)
 
+    t = sub.add_parser("train", help="train, fine-tune (finetune --from PATH) or export a model; "
+                       "needs the train extra", add_help=False)
+    t.add_argument("train_args", nargs=argparse.REMAINDER)
+    t.set_defaults(func=cmd_train)
+
     from .bench import add_arguments as add_bench_arguments
 
     b = sub.add_parser("bench", help="benchmark LMCodec and classical codecs on the corpus")
@@ -532,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # its own parser (lmcodec.train), --help included
+        try:
+            return cmd_train(argparse.Namespace(train_args=argv[1:]))
+        except CLIError as e:
+            print(f"lmcodec: error: {e}", file=sys.stderr)
+            return 1
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "Sample", "CorpusWarning", "load_samples", "inventory", "VAL_DENOMINATOR"]
+__all__ = ["KINDS", "Sample", "CorpusWarning", "load_samples", "inventory", "sf2_samples", "VAL_DENOMINATOR"]
 
 KINDS = ("text", "code", "image", "audio", "seismic", "sensor", "float32", "float64")
 
@@ -327,19 +327,23 @@ def _load_sklearn_images(ctx: dict) -> Iterator[_Item]:
                 yield it
 
 
-def _load_sf2(ctx: dict) -> Iterator[_Item]:
-    _require_file(FLUID_SF2, "fluid-soundfont-gm")
-    mm = np.memmap(FLUID_SF2, dtype=np.uint8, mode="r")
+def sf2_samples(path: str = FLUID_SF2) -> tuple[np.memmap, int]:
+    """``(int16 little-endian samples, file offset)`` of a SoundFont's RIFF ``smpl`` chunk
+    (Debian ``fluid-soundfont-gm`` by default: 74 M samples, 148 MB)."""
+    _require_file(path, "fluid-soundfont-gm")
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
     if bytes(mm[:4]) != b"RIFF" or bytes(mm[8:12]) != b"sfbk":
-        raise ValueError(f"{FLUID_SF2} is not a RIFF sfbk file")
+        raise ValueError(f"{path} is not a RIFF sfbk file")
     for cid, off, size in _riff_chunks(mm, 12, len(mm)):
         if cid == b"smpl":
-            n = size // 2
-            arr = np.memmap(FLUID_SF2, dtype="<i2", mode="r", offset=off, shape=(n,))
-            yield _Item("audio/fluidr3-gm-smpl", _native(arr), FLUID_SF2,
-                        {"chunk": "RIFF sfbk/LIST sdta/smpl", "format": "int16 LE mono PCM"}, file_offset=off)
-            return
-    raise ValueError(f"no smpl chunk in {FLUID_SF2}")
+            return np.memmap(path, dtype="<i2", mode="r", offset=off, shape=(size // 2,)), off
+    raise ValueError(f"no smpl chunk in {path}")
+
+
+def _load_sf2(ctx: dict) -> Iterator[_Item]:
+    arr, off = sf2_samples(FLUID_SF2)
+    yield _Item("audio/fluidr3-gm-smpl", _native(arr), FLUID_SF2,
+                {"chunk": "RIFF sfbk/LIST sdta/smpl", "format": "int16 LE mono PCM"}, file_offset=off)
 
 
 def _wav_item(name: str, path: str) -> _Item | None:

@@ -105,6 +105,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def load_weights(name_or_id: str | bytes | None = None):
+    """The :class:`~lmcodec.model.weights.IntegerWeights` of an installed model (checked against
+    its manifest sha256), e.g. to fine-tune it."""
+    from lmcodec.model.weights import IntegerWeights
+
+    directory, name, entry = _find(name_or_id)
+    path = directory / entry["files"]["weights"]["path"]
+    if not path.exists() or _sha256(path) != entry["files"]["weights"]["sha256"]:
+        raise ModelIntegrityError(f"model {name}: {path} is missing or does not match its sha256 in the manifest")
+    return IntegerWeights.from_bytes(path.read_bytes())
+
+
 def _load(name_or_id: str | bytes | None, device: str):
     from lmcodec.runtime import OnnxFrequencyModel
 

@@ -8,8 +8,11 @@ Subcommands:
   exact integer frequency tables) and resumable checkpoints (``RUN/checkpoint.pt``, written
   atomically every ``--checkpoint-every`` steps and at the end or at ``--max-minutes``).
   Running the same command again resumes from the checkpoint.
-* ``export --run DIR --name NAME``: integer weights -> ``onnx_models/NAME/{full,step}.onnx`` and
-  a manifest entry (:mod:`lmcodec.models`).
+* ``export --run DIR --name NAME [--out DIR]``: integer weights -> ``onnx_models/NAME/{full,step}.onnx``
+  (or a model directory ``--out``) and a manifest entry (:mod:`lmcodec.models`).
+* ``finetune --from PATH --name NAME --out DIR``: prepare a user's array (.npy, Zarr, HDF5),
+  ``fit --init-from`` an installed model, export to ``DIR`` and report the adjusted rate
+  (:mod:`lmcodec.finetune`). Resumable like ``fit``: run the same command again.
 
 Needs the ``train`` extra (torch). Fixed seeds; the sampler state is checkpointed too.
 """
@@ -104,17 +107,29 @@ def fit(args: argparse.Namespace) -> None:
             hparams["steps"] = args.steps
     else:
         ckpt = None
-        preset = dict(PRESETS[args.preset])
-        if args.context_length:
-            preset["context_length"] = args.context_length
-        cfg = ModelConfig.create(**preset)
         hparams = {k: getattr(args, k) for k in ("steps", "minutes", "batch", "lr", "warmup", "float_steps", "seed", "preset")}
         hparams["steps"] = args.steps or (10**9 if args.minutes else 20000)
+        if args.init_from:  # fine-tuning: the installed model's config and weights
+            from lmcodec.models import load_weights, model_info
+
+            initial = load_weights(args.init_from)
+            cfg = initial.config
+            hparams.update(preset=None, init_from=model_info(args.init_from)["name"],
+                           init_model_id=initial.digest()[:8].hex())
+        else:
+            preset = dict(PRESETS[args.preset])
+            if args.context_length:
+                preset["context_length"] = args.context_length
+            cfg = ModelConfig.create(**preset)
+        hparams["window"] = min(args.window or cfg.context_length, cfg.context_length)
     torch.manual_seed(hparams["seed"])
-    model = QATModel(cfg).to(device)
+    if ckpt is None and args.init_from:
+        model = QATModel.from_integer_weights(initial).to(device)
+    else:
+        model = QATModel(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hparams["lr"], weight_decay=0.0, betas=(0.9, 0.98))
     train = PlaneSet.load(Path(args.data) / "train.npz")
-    sampler = WindowSampler(train, cfg.context_length, hparams["seed"])
+    sampler = WindowSampler(train, hparams.get("window", cfg.context_length), hparams["seed"])
     val_windows = validation_windows(PlaneSet.load(Path(args.data) / "val.npz"), cfg.context_length, args.val_bytes)
     step, train_seconds = 0, 0.0
     opt_path = run / "optimizer.pt"
@@ -195,8 +210,48 @@ def export(args: argparse.Namespace) -> None:
     evals = [r for r in log if "val_bpb" in r]
     training = {"command": args.command or "", "hparams": ckpt["hparams"], "steps_done": ckpt["step"],
                 "data": args.data_note or "", "last_val_bpb_training_split_exact": evals[-1]["val_bpb"] if evals else None}
-    entry = register_model(weights, args.name, training=training, description=args.description or "")
+    entry = register_model(weights, args.name, training=training, description=args.description or "",
+                           directory=Path(args.out) if getattr(args, "out", None) else None)
     print(json.dumps(entry, indent=2))
+
+
+def finetune(args: argparse.Namespace) -> None:
+    """prepare (once) -> fit --init-from (resumable) -> export to --out -> adjusted-rate report."""
+    from lmcodec import finetune as ft
+    from lmcodec.models import model_info
+
+    base = model_info(args.base)["name"]
+    out = Path(args.out)
+    run = Path(args.run or out / f"{args.name}.run")
+    data = run / "data"
+    if not (data / "source.json").exists():
+        info = ft.prepare_from(args.source, data, args.dataset, args.sample_bytes, args.holdout_bytes)
+        print(f"prepared {info['train_bytes']} training bytes ({info['train_blocks']} blocks) and "
+              f"{info['holdout_bytes']} held-out bytes of {info['path']} {info['shape']} {info['dtype']}", file=sys.stderr)
+    fit(argparse.Namespace(
+        data=str(data), run=str(run), init_from=base, preset=None, context_length=None, window=args.window,
+        steps=None, minutes=args.minutes, batch=args.batch, lr=args.lr, warmup=args.warmup, float_steps=0,
+        seed=args.seed, device=args.device, eval_every=args.eval_every, val_bytes=256 * 1024,
+        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, recompute=False))
+    if not _run_finished(run):
+        print("stopped before the end of the schedule: run the same command again to resume", file=sys.stderr)
+        return
+    source = json.loads((data / "source.json").read_text())
+    export(argparse.Namespace(
+        run=str(run), name=args.name, out=str(out), command=args.command,
+        data_note=f"fine-tuned from {base} on {source['train_bytes']} bytes of {source['path']}",
+        description=f"{base} fine-tuned on {Path(source['path']).name} for {args.minutes} minutes"))
+    report = ft.write_report(data, out, args.name, base)
+    print(ft.summary(report))
+    print(f"model directory: {out} (add it to LMCODEC_MODEL_PATH to read chunks coded with it); "
+          f"report: {out / (args.name + '.report.json')}, plot: {out / (args.name + '.adjusted-rate.png')}")
+
+
+def _run_finished(run: Path) -> bool:
+    import torch
+
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return _progress(ckpt["step"], ckpt.get("train_seconds", 0.0), ckpt["hparams"]) >= 1.0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,6 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     pf.add_argument("--run", required=True)
     pf.add_argument("--preset", choices=sorted(PRESETS), default="small")
     pf.add_argument("--context-length", type=int, default=None)
+    pf.add_argument("--init-from", default=None, metavar="MODEL",
+                    help="fine-tune: start from this installed model (its config; --preset is ignored)")
+    pf.add_argument("--window", type=int, default=None,
+                    help="training window in bytes (default and maximum: the model's context length)")
     pf.add_argument("--steps", type=int, default=None, help="total steps (default 20000; on resume: extend to)")
     pf.add_argument("--minutes", type=float, default=None,
                     help="total training time over all resumes; the schedule follows it (default: by steps)")
@@ -231,8 +290,31 @@ def main(argv: list[str] | None = None) -> None:
     pe.add_argument("--command", default=None, help="the exact training command, for the manifest")
     pe.add_argument("--data-note", default=None)
     pe.add_argument("--description", default=None)
+    pe.add_argument("--out", default=None, help="model directory to write to (default: the shipped onnx_models/)")
+    pt = sub.add_parser("finetune", help="fine-tune an installed model on one array; report the adjusted rate")
+    pt.add_argument("--from", dest="source", required=True, metavar="PATH", help=".npy file, Zarr store or HDF5 file")
+    pt.add_argument("--dataset", default=None, help="array inside a Zarr group or HDF5 file (default: the largest)")
+    pt.add_argument("--name", required=True, help="name of the new model")
+    pt.add_argument("--out", required=True, help="model directory to write (keep it next to the data)")
+    pt.add_argument("--base", default=None, help="installed model to start from (default: the default model)")
+    pt.add_argument("--run", default=None, help="checkpoint directory (default: OUT/NAME.run)")
+    pt.add_argument("--minutes", type=float, default=10.0, help="training time (the schedule follows it)")
+    pt.add_argument("--max-minutes", type=float, default=None, help="stop this invocation (checkpointed) after so long")
+    pt.add_argument("--sample-bytes", type=int, default=16 << 20, help="training bytes read from the array")
+    pt.add_argument("--holdout-bytes", type=int, default=1 << 20, help="bytes at the end held out for the report")
+    pt.add_argument("--batch", type=int, default=8)
+    pt.add_argument("--window", type=int, default=256, help="training window in bytes")
+    pt.add_argument("--lr", type=float, default=5e-4)
+    pt.add_argument("--warmup", type=int, default=20)
+    pt.add_argument("--eval-every", type=int, default=200)
+    pt.add_argument("--checkpoint-every", type=int, default=50)
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--device", default="auto")
+    pt.add_argument("--command", default=None, help="the exact command, for the manifest")
     args = p.parse_args(argv)
-    if args.cmd == "prepare":
+    if args.cmd == "finetune":
+        finetune(args)
+    elif args.cmd == "prepare":
         caps = {"train": args.train_bytes_per_kind, "val": args.val_bytes_per_kind}
         for split, path in prepare(Path(args.data), caps).items():
             ps = PlaneSet.load(path)

@@ -188,7 +188,27 @@ class QATModel(nn.Module):
     def logits_to_nats(self, logits: torch.Tensor) -> torch.Tensor:
         return logits * (2.0**-self.cfg.shift_logits / OUT_STEPS)
 
-    # -- export -------------------------------------------------------------------------------
+    # -- export and import -------------------------------------------------------------------
+    @classmethod
+    @torch.no_grad()
+    def from_integer_weights(cls, weights: IntegerWeights) -> "QATModel":
+        """The model whose :meth:`to_integer_weights` gives back ``weights`` exactly (each float
+        parameter is its integer divided by its scale), e.g. to fine-tune a shipped model."""
+        model = cls(weights.config)
+
+        def load(param: torch.Tensor, name: str, scale: float) -> None:
+            param.copy_(torch.from_numpy(weights[name].astype(np.float64) / scale).to(param.dtype))
+
+        load(model.embed, "embed", 2.0**RES_FRAC_BITS)
+        for i, block in enumerate(model.blocks):
+            load(block.pos_bias, f"l{i}.pos_bias", block.pos_scale)
+            for linear, name in ((block.qkv, "wqkv"), (block.out, "wo"), (block.ff_in, "w1"), (block.ff_out, "w2")):
+                load(linear.weight, f"l{i}.{name}", linear.scale)
+            load(block.ff_in.bias, f"l{i}.b1", block.ff_in.bias_scale)
+        load(model.head.weight, "w_out", model.head.scale)
+        load(model.head.bias, "b_out", model.head.bias_scale)
+        return model
+
     @torch.no_grad()
     def to_integer_weights(self) -> IntegerWeights:
         def as_int(t: torch.Tensor) -> np.ndarray:
