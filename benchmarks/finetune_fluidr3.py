@@ -41,7 +41,7 @@ def main() -> None:
         samples, _ = sf2_samples()
         np.save(npy, np.asarray(samples, dtype="<i2"))
     train_args = ["finetune", "--from", str(npy), "--name", NAME, "--out", str(work / "models"),
-                  "--minutes", str(args.minutes), "--batch", "16", "--window", "256", "--eval-every", "500"]
+                  "--minutes", str(args.minutes), "--batch", "16", "--window", "256", "--eval-every", "1500"]
     if args.max_minutes:
         train_args += ["--max-minutes", str(args.max_minutes)]
     command = "python benchmarks/finetune_fluidr3.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

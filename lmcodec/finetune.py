@@ -33,6 +33,8 @@ from lmcodec.train_data import PlaneSet, build_plane_set
 
 BLOCK_BYTES = 1 << 16
 """Training rows are read in blocks of about this many bytes (whole rows)."""
+VAL_BLOCK_BYTES = 1 << 13
+"""Bytes per block of the held-out rows in ``val.npz`` (see :func:`validation_blocks`)."""
 HOLDOUT_CHUNK_BYTES = 1 << 18
 """Held-out rows are encoded as chunks of about this many bytes (whole rows)."""
 
@@ -105,6 +107,15 @@ def split_rows(array: Any, sample_bytes: int, holdout_bytes: int) -> tuple[list[
     return blocks, np.ascontiguousarray(array[rows - held:])
 
 
+def validation_blocks(holdout: np.ndarray, count: int = 8) -> list[np.ndarray]:
+    """``count`` evenly spaced blocks of about :data:`VAL_BLOCK_BYTES` of the held-out rows, for
+    the evaluations logged during training: each block holds all its byte planes, so a
+    validation budget smaller than the holdout still covers every plane."""
+    rows = holdout.shape[0]
+    per = min(rows, max(1, VAL_BLOCK_BYTES // max(1, holdout.nbytes // rows)))
+    return [holdout[int(s):int(s) + per] for s in np.unique(np.linspace(0, rows - per, count).astype(np.int64))]
+
+
 def prepare_from(path: str | Path, data_dir: Path, dataset: str | None, sample_bytes: int,
                  holdout_bytes: int) -> dict:
     """Write ``train.npz``, ``val.npz`` (byte planes, as for :func:`lmcodec.train.fit`) and
@@ -113,7 +124,8 @@ def prepare_from(path: str | Path, data_dir: Path, dataset: str | None, sample_b
     blocks, holdout = split_rows(array, sample_bytes, holdout_bytes)
     data_dir.mkdir(parents=True, exist_ok=True)
     build_plane_set([_Block(f"train-{i}", "dataset", b) for i, b in enumerate(blocks)]).save(data_dir / "train.npz")
-    build_plane_set([_Block("holdout", "dataset", holdout)]).save(data_dir / "val.npz")
+    build_plane_set([_Block(f"holdout-{i}", "dataset", b) for i, b in enumerate(validation_blocks(holdout))]).save(
+        data_dir / "val.npz")
     np.save(data_dir / "holdout.npy", holdout)
     info = {"path": str(path), "dataset": dataset, "dtype": array.dtype.str, "shape": list(array.shape),
             "dataset_bytes": int(np.prod(array.shape, dtype=np.int64)) * array.dtype.itemsize,

@@ -231,7 +231,7 @@ def finetune(args: argparse.Namespace) -> None:
     fit(argparse.Namespace(
         data=str(data), run=str(run), init_from=base, preset=None, context_length=None, window=args.window,
         steps=None, minutes=args.minutes, batch=args.batch, lr=args.lr, warmup=args.warmup, float_steps=0,
-        seed=args.seed, device=args.device, eval_every=args.eval_every, val_bytes=256 * 1024,
+        seed=args.seed, device=args.device, eval_every=args.eval_every, val_bytes=args.val_bytes,
         checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, recompute=False))
     if not _run_finished(run):
         print("stopped before the end of the schedule: run the same command again to resume", file=sys.stderr)
@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     pt.add_argument("--window", type=int, default=256, help="training window in bytes")
     pt.add_argument("--lr", type=float, default=5e-4)
     pt.add_argument("--warmup", type=int, default=20)
-    pt.add_argument("--eval-every", type=int, default=200)
+    pt.add_argument("--eval-every", type=int, default=1000)
+    pt.add_argument("--val-bytes", type=int, default=64 * 1024, help="held-out bytes of each logged evaluation")
     pt.add_argument("--checkpoint-every", type=int, default=50)
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--device", default="auto")

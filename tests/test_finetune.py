@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from lmcodec import LMCodec
-from lmcodec.finetune import adjusted_rate, break_even_bytes, model_path, open_array, split_rows
+from lmcodec.finetune import (
+    adjusted_rate,
+    break_even_bytes,
+    model_path,
+    open_array,
+    split_rows,
+    validation_blocks,
+)
 from lmcodec.models import ModelNotFoundError, load_weights
 
 
@@ -50,6 +57,9 @@ def test_split_rows_holds_out_the_last_rows():
     starts = [int(b[0, 0]) // 10 for b in blocks]
     assert starts == sorted(starts) and starts[0] == 0
     assert 200_000 <= sum(b.nbytes for b in blocks) < 200_000 + blocks[0].nbytes
+    val = validation_blocks(holdout)  # 8 KiB blocks spread over the 80 KB held out
+    assert len(val) == 8 and val[0][0, 0] == holdout[0, 0] and val[-1][-1, -1] == holdout[-1, -1]
+    assert all(b.nbytes == 8160 for b in val)  # whole 40-byte rows
     with pytest.raises(ValueError, match="two rows"):
         split_rows(np.zeros((1, 5)), 100, 100)
 
