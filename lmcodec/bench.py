@@ -184,7 +184,7 @@ def run_codec(codec: BenchCodec, dataset: Dataset) -> Result:
                 f"{orig.dtype}{orig.shape}) does not decode to its original bytes")
     return Result(dataset.group, dataset.name, dataset.kind, codec.name, dataset.raw_bytes,
                   sum(len(e) for e in encoded), len(chunks), enc, dec,
-                  model_bytes=codec.model_bytes, modes=codec.modes(encoded), planes=codec.planes(encoded))
+                  model_bytes=codec.model_bytes, modes=codec.modes(encoded), planes=codec.planes(encoded, chunks))
 
 
 def run_all(codecs: Sequence[BenchCodec], datasets: Sequence[Dataset], progress: bool = True

@@ -87,9 +87,9 @@ class BenchCodec:
         """How many chunks were stored in each mode (LMCodec only), else ``None``."""
         return None
 
-    def planes(self, encoded: Sequence[bytes]) -> dict | None:
-        """Bytes spent per byte plane (LMCodec in mode ``lm_mix`` only, see
-        :func:`lm_mix_planes`), else ``None``."""
+    def planes(self, encoded: Sequence[bytes], like: Sequence[np.ndarray] = ()) -> dict | None:
+        """Bytes spent per byte plane of ``encoded`` (the chunks ``like``; LMCodec in mode
+        ``lm_mix`` only, see :func:`lm_mix_planes`), else ``None``."""
         return None
 
 
@@ -197,8 +197,9 @@ class LMBenchCodec(BenchCodec):
             counts[header.mode.name.lower()] += 1
         return counts
 
-    def planes(self, encoded: Sequence[bytes]) -> dict | None:
-        return lm_mix_planes(encoded) if self.mix else None
+    def planes(self, encoded: Sequence[bytes], like: Sequence[np.ndarray] = ()) -> dict | None:
+        itemsize = like[0].dtype.itemsize if len(like) else 1
+        return lm_mix_planes(encoded, itemsize) if self.mix else None
 
 
 def record_length(chunk: np.ndarray) -> int:
@@ -212,7 +213,7 @@ def record_length(chunk: np.ndarray) -> int:
     return codec_record_length(chunk.shape, chunk.dtype.itemsize, sdt.itemsize if sdt is not None else 1)
 
 
-def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
+def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
     """Where the bytes of LMCodec chunks go, per byte plane (JSON-ready).
 
     For every chunk stored in mode ``lm_mix``, :func:`lmcodec.mixcoding.plane_costs` gives the
@@ -223,7 +224,9 @@ def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
     ``raw`` (a zstd frame of all planes together cannot be split by plane) and ``lm`` chunks are
     counted apart, whole, in ``other``. ``max_chunk_plane_bits_per_byte`` is the largest
     bits/byte of one plane of one ``lm_mix`` chunk; ``transforms`` counts the element transform
-    of the ``lm_mix`` chunks (``none`` / ``delta`` / ``up``).
+    of the ``lm_mix`` chunks (``none`` / ``delta`` / ``up``). With ``itemsize`` > 1 (the data's
+    element size), ``lm_mix`` chunks the encoder coded unshuffled (no dtype in the header: one
+    plane of whole elements, not a byte plane) are counted apart, whole, in ``plain``.
     """
     from .mixcoding import plane_costs
     from .preprocess import plane_layout
@@ -232,6 +235,7 @@ def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
     planes: dict[int, dict] = {}
     overhead = lm_chunks = 0
     other = {"chunks": 0, "raw_bytes": 0, "compressed_bytes": 0}
+    plain = dict(other)
     transforms = {t.name.lower(): 0 for t in Transform}
     worst = None
     for e in encoded:
@@ -240,6 +244,11 @@ def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
             other["chunks"] += 1
             other["raw_bytes"] += header.raw_length
             other["compressed_bytes"] += len(e)
+            continue
+        if itemsize > 1 and header.dtype is None:
+            plain["chunks"] += 1
+            plain["raw_bytes"] += header.raw_length
+            plain["compressed_bytes"] += len(e)
             continue
         body = bytes(e[HEADER_SIZE:])
         layout = plane_layout(header.raw_length, header.dtype)
@@ -258,6 +267,7 @@ def lm_mix_planes(encoded: Sequence[bytes]) -> dict:
         "planes": [planes[p] for p in sorted(planes)],
         "overhead_bytes": overhead,
         "other": other,
+        "plain": plain,
         "transforms": transforms,
         "max_chunk_plane_bits_per_byte": worst,
     }

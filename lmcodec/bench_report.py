@@ -421,7 +421,7 @@ def plane_rows(doc: dict, codec: str | None = None) -> list[dict]:
             "chunks": r["n_chunks"], "lm_mix_chunks": pl["lm_mix_chunks"],
             "planes": [8 * p["coded_bytes"] / p["bytes"] if p["bytes"] else None for p in pl["planes"]],
             "overhead_bpb": 8 * pl["overhead_bytes"] / lm_raw if lm_raw else None,
-            "other": pl["other"], "transforms": pl["transforms"],
+            "other": pl["other"], "plain": pl.get("plain", {"chunks": 0}), "transforms": pl["transforms"],
             "max_chunk_plane": pl["max_chunk_plane_bits_per_byte"],
         })
     return out
@@ -444,11 +444,13 @@ def _plane_section(doc: dict) -> list[str]:
     for r in multi:
         o = r["other"]
         other = "—" if not o["chunks"] else f"{o['chunks']}: {_bits(8 * o['compressed_bytes'] / o['raw_bytes'])}"
+        u = r["plain"]
+        plain = "—" if not u["chunks"] else f"{u['chunks']}: {_bits(8 * u['compressed_bytes'] / u['raw_bytes'])}"
         tf = "/".join(str(r["transforms"].get(k, 0)) for k in ("none", "delta", "up"))
         table.append([r["group"], r["dataset"], r["dtype"], f"{r['lm_mix_chunks']} of {r['chunks']}",
                       *[_bits(x) for x in r["planes"]]
                       + ["" for _ in range(width - len(r["planes"]))],
-                      _bits(r["overhead_bpb"]), other, tf])
+                      _bits(r["overhead_bpb"]), other, plain, tf])
     cells = [(x, r, p) for r in multi for p, x in enumerate(r["planes"]) if x is not None]
     lines = [
         "## Bits per byte per byte plane",
@@ -461,10 +463,12 @@ def _plane_section(doc: dict) -> list[str]:
         "shared prefix (mixer version, transform, varints, raw-stream bitmap) of those chunks, in "
         "bits per raw byte. Chunks stored as zstd or raw are **not** split by plane (one zstd frame "
         "codes all planes together); they are reported apart, whole, as *chunks zstd/raw: count: "
-        "bits/byte*. *transforms*: lm_mix chunks coded with element transform none/delta/up.",
+        "bits/byte*. *chunks plain*: lm_mix chunks the encoder coded unshuffled, as plain bytes (their "
+        "one plane holds whole elements, so it is not a byte plane), reported apart the same way. "
+        "*transforms*: shuffled lm_mix chunks coded with element transform none/delta/up.",
         "",
-        *_table(["chunking", "dataset", "dtype", "lm_mix chunks", *[f"plane {p}" for p in range(width)],
-                 "overhead", "chunks zstd/raw", "transforms"], table),
+        *_table(["chunking", "dataset", "dtype", "lm_mix chunks (shuffled)", *[f"plane {p}" for p in range(width)],
+                 "overhead", "chunks zstd/raw", "chunks plain", "transforms"], table),
         "",
     ]
     if cells:

@@ -22,6 +22,7 @@ from lmcodec.bench_data import Dataset
 from lmcodec.bench_report import PLANE_LIMIT, default_codec, plane_rows, write_report
 from lmcodec.cli import main
 from lmcodec.corpus import Sample
+from lmcodec.format import parse_header
 
 from conftest import FAKE, lm_friendly
 
@@ -234,6 +235,18 @@ def test_lm_mix_planes_of_a_chunk_stored_raw_and_of_an_lm_mix_chunk():
     assert pl["other"]["chunks"] == 1 and pl["other"]["raw_bytes"] == noise.nbytes
     assert pl["lm_mix_chunks"] == 1 and [p["bytes"] for p in pl["planes"]] == [smooth.size] * 2
     assert 0 < pl["max_chunk_plane_bits_per_byte"] <= 8
+
+
+def test_lm_mix_planes_count_plain_chunks_apart():
+    from lmcodec.codec import LMCodec
+
+    prices = np.round(100 + np.cumsum(_rng().normal(0, 1, (500, 4)), axis=0), 2)  # coded unshuffled
+    enc = LMCodec(segment_length=FAKE.context_length).encode_batch([prices])
+    assert parse_header(enc[0]).dtype is None
+    pl = lm_mix_planes(enc, itemsize=8)
+    assert pl["lm_mix_chunks"] == 0 and pl["planes"] == []
+    assert pl["plain"] == {"chunks": 1, "raw_bytes": prices.nbytes, "compressed_bytes": len(enc[0])}
+    assert lm_mix_planes(enc)["lm_mix_chunks"] == 1  # 1-byte data: its one plane is a byte plane
 
 
 # -- command line -----------------------------------------------------------------------------
