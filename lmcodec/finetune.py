@@ -156,11 +156,14 @@ def holdout_chunks(holdout: np.ndarray) -> list[np.ndarray]:
     return [holdout[i:i + step] for i in range(0, holdout.shape[0], step)]
 
 
-def measure_codec(model: str, chunks: list[np.ndarray]) -> dict:
-    """Encode ``chunks`` with ``LMCodec(model=model)``, decode and verify; bits/byte and speed."""
+def measure_codec(model: str, chunks: list[np.ndarray], mix: bool = True) -> dict:
+    """Encode ``chunks`` with ``LMCodec(model=model, mix=mix)``, decode and verify; bits/byte,
+    chunks per stored mode (a chunk falls back to zstd or raw where the model does not pay) and
+    speed."""
     from lmcodec.codec import LMCodec
+    from lmcodec.format import parse_header
 
-    codec = LMCodec(model=model)
+    codec = LMCodec(model=model, mix=mix)
     started = time.perf_counter()
     encoded = codec.encode_batch(chunks)
     encode_s = time.perf_counter() - started
@@ -171,7 +174,9 @@ def measure_codec(model: str, chunks: list[np.ndarray]) -> dict:
         if bytes(out) != chunk.tobytes():
             raise AssertionError(f"model {model}: a held-out chunk did not decode to its bytes")
     raw = sum(c.nbytes for c in chunks)
-    return {"model": model, "bits_per_byte": 8 * sum(len(e) for e in encoded) / raw,
+    modes = [parse_header(e).mode.name.lower() for e in encoded]
+    return {"model": model, "mix": mix, "bits_per_byte": 8 * sum(len(e) for e in encoded) / raw,
+            "modes": {m: modes.count(m) for m in sorted(set(modes))},
             "encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2)}
 
 
@@ -214,12 +219,20 @@ def plot_adjusted_rate(report: dict, path: Path) -> None:
             label=f"{base['model']} with its {report['base_model_bytes'] / 1e3:.0f} kB counted")
     ax.plot(sizes, adjusted_rate(tuned["bits_per_byte"], report["tuned_model_bytes"], sizes),
             label=f"{tuned['model']} (fine-tuned, {report['tuned_model_bytes'] / 1e3:.0f} kB counted)")
+    alone = report.get("model_alone")
+    if alone:
+        ax.plot(sizes, adjusted_rate(alone["base"]["bits_per_byte"], 0, sizes), color="C0", ls="--", lw=1,
+                label=f"{base['model']}, mix=False (model alone or zstd per chunk)")
+        ax.plot(sizes, adjusted_rate(alone["tuned"]["bits_per_byte"], report["tuned_model_bytes"], sizes),
+                color="C2", ls="--", lw=1, label=f"{tuned['model']}, mix=False (model alone or zstd per chunk)")
     for name, bpb in report["classical"].items():
         ax.axhline(bpb, color="gray", lw=0.8, ls="--")
         ax.annotate(name, (sizes[0], bpb), fontsize=8, color="gray", va="bottom")
     ax.set_xscale("log")
-    ax.set_ylim(min(tuned["bits_per_byte"], base["bits_per_byte"]) * 0.9,
-                max(max(report["classical"].values()), base["bits_per_byte"]) * 1.3)
+    rates = [tuned["bits_per_byte"], base["bits_per_byte"], *report["classical"].values()]
+    if alone:
+        rates += [alone["base"]["bits_per_byte"], alone["tuned"]["bits_per_byte"]]
+    ax.set_ylim(min(rates) * 0.9, max(rates) * 1.15)
     ax.axvline(dataset, color="k", lw=0.8)
     ax.annotate(f" this dataset\n {dataset / 1e6:.0f} MB", (dataset, ax.get_ylim()[0]), fontsize=8, va="bottom")
     if report["break_even_bytes"]:
@@ -228,6 +241,7 @@ def plot_adjusted_rate(report: dict, path: Path) -> None:
                     ax.get_ylim()[0]), fontsize=8, color="C2", va="bottom")
     ax.set_xlabel("dataset size D (bytes)")
     ax.set_ylabel("adjusted rate (bits/byte): code + model")
+    ax.set_xlim(sizes[0], sizes[-1])
     ax.set_title(f"Fine-tuning on {Path(report['source']['path']).name}: rates measured on "
                  f"{report['source']['holdout_bytes'] / 1e6:.1f} MB held out", fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
@@ -251,12 +265,15 @@ def write_report(data_dir: Path, out_dir: Path, name: str, base: str) -> dict:
         sizes = {m: (d / models[m]["files"]["weights"]["path"]).stat().st_size
                  for m, d in ((base, base_dir), (name, out_dir))}
         base_result, tuned_result = measure_codec(base, chunks), measure_codec(name, chunks)
+        model_alone = {"base": measure_codec(base, chunks, mix=False), "tuned": measure_codec(name, chunks, mix=False)}
     report = {"source": source, "base": base_result, "tuned": tuned_result,
               "base_model_bytes": sizes[base], "tuned_model_bytes": sizes[name],
-              "classical": classical_rates(chunks),
+              "model_alone": model_alone, "classical": classical_rates(chunks),
               "break_even_bytes": break_even_bytes(base_result["bits_per_byte"], tuned_result["bits_per_byte"],
                                                    sizes[name])}
     D = source["dataset_bytes"]
+    report["model_alone"]["break_even_bytes"] = break_even_bytes(
+        model_alone["base"]["bits_per_byte"], model_alone["tuned"]["bits_per_byte"], sizes[name])
     report["adjusted_rate_at_dataset"] = {
         "base": base_result["bits_per_byte"],
         "tuned": float(adjusted_rate(tuned_result["bits_per_byte"], sizes[name], D))}
@@ -274,6 +291,12 @@ def summary(report: dict) -> str:
              "  " + ", ".join(f"{k} {v:.3f}" for k, v in report["classical"].items()),
              f"adjusted rate on the whole dataset ({D / 1e6:.1f} MB): base {report['adjusted_rate_at_dataset']['base']:.3f}, "
              f"fine-tuned {report['adjusted_rate_at_dataset']['tuned']:.3f} bits/byte"]
+    if "model_alone" in report:
+        a = report["model_alone"]
+        lines.append(f"  mix=False (model alone; zstd/raw per chunk where smaller): "
+                     f"{b['model']} {a['base']['bits_per_byte']:.3f} {a['base']['modes']}, "
+                     f"{t['model']} {a['tuned']['bits_per_byte']:.3f} {a['tuned']['modes']} bits/byte"
+                     + (f"; pays off from {a['break_even_bytes'] / 1e6:.1f} MB" if a["break_even_bytes"] else ""))
     be = report["break_even_bytes"]
     lines.append(f"the fine-tuned model pays off from {be / 1e6:.1f} MB of data" if be else
                  "the fine-tuned model codes no smaller than the base model: keep the base model")

@@ -94,6 +94,8 @@ def test_finetune_end_to_end(tmp_path, capsys):
     report = json.loads((out / "signal-ft.report.json").read_text())
     assert report["source"]["holdout_bytes"] == 4096 and report["source"]["dataset_bytes"] == 80_000
     assert report["base"]["model"] == "lm-tiny-v1" and report["tuned"]["model"] == "signal-ft"
+    alone = report["model_alone"]["tuned"]
+    assert alone["model"] == "signal-ft" and not alone["mix"] and sum(alone["modes"].values()) == 1
     assert report["tuned_model_bytes"] == (out / "signal-ft" / "weights.npz").stat().st_size
     assert (out / "signal-ft.adjusted-rate.png").stat().st_size > 10_000
     assert "adjusted rate on the whole dataset" in capsys.readouterr().out
