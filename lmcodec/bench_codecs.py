@@ -207,10 +207,9 @@ def record_length(chunk: np.ndarray) -> int:
     row): :func:`lmcodec.codec.record_length` of its shape, passed explicitly because the
     harness hands ``encode_batch`` the chunks it timed, whatever their memory layout."""
     from .codec import record_length as codec_record_length
-    from .preprocess import shuffle_dtype
+    from .preprocess import plane_itemsize
 
-    sdt = shuffle_dtype(chunk.dtype)
-    return codec_record_length(chunk.shape, chunk.dtype.itemsize, sdt.itemsize if sdt is not None else 1)
+    return codec_record_length(chunk.shape, chunk.dtype.itemsize, plane_itemsize(chunk.dtype))
 
 
 def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:

@@ -148,11 +148,10 @@ def _sniff_npy(f) -> tuple[bytes, np.dtype | None, dict] | None:
 def _npy_record_length(info: dict, dtype: np.dtype) -> int:
     """The lm_mix record length of an .npy array's rows (0: none), see codec.record_length."""
     from .codec import record_length
-    from .preprocess import shuffle_dtype
+    from .preprocess import plane_itemsize
 
     shape = info["shape"][::-1] if info["fortran_order"] else info["shape"]
-    sdt = shuffle_dtype(dtype)
-    return record_length(shape, info["dtype"].itemsize, sdt.itemsize if sdt is not None else 1)
+    return record_length(shape, info["dtype"].itemsize, plane_itemsize(dtype))
 
 
 def _parse_size(text: str) -> int:
@@ -537,10 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default=None, help="installed model name (default: the default model)")
     m.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train, fine-tune (finetune --from PATH) or export a model; "
-                       "needs the train extra", add_help=False)
-    t.add_argument("train_args", nargs=argparse.REMAINDER)
-    t.set_defaults(func=cmd_train)
+    # listed for --help only: main() hands "lmcodec train ..." to lmcodec.train's own parser
+    sub.add_parser("train", help="train, fine-tune (finetune --from PATH) or export a model; "
+                   "needs the train extra", add_help=False)
 
     from .bench import add_arguments as add_bench_arguments
 
@@ -553,18 +551,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # its own parser (lmcodec.train), --help included
+        func, args = cmd_train, argparse.Namespace(train_args=argv[1:])
+    else:
         try:
-            return cmd_train(argparse.Namespace(train_args=argv[1:]))
-        except CLIError as e:
-            print(f"lmcodec: error: {e}", file=sys.stderr)
-            return 1
-    parser = build_parser()
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # usage errors (2), --help / --version (0): return, do not exit
+            return e.code if isinstance(e.code, int) else 2
+        func = args.func
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # usage errors (2), --help / --version (0): return, do not exit
-        return e.code if isinstance(e.code, int) else 2
-    try:
-        return args.func(args)
+        return func(args)
     except CLIError as e:
         print(f"lmcodec: error: {e}", file=sys.stderr)
         return 1

@@ -34,7 +34,7 @@ from .format import (
     zstd_decompress,
 )
 from .mixcoding import DEFAULT_STREAM_LENGTH, MAX_RECORD_LENGTH, MAX_STREAM_LENGTH, StreamParams
-from .preprocess import join_planes, plane_layout, shuffle_dtype, split_planes, unshuffle
+from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
 __all__ = ["LMCodec", "record_length"]
@@ -240,8 +240,7 @@ class LMCodec(Codec):
         record = 0
         if isinstance(buf, np.ndarray):
             shape = buf.shape[::-1] if (buf.flags.f_contiguous and not buf.flags.c_contiguous) else buf.shape
-            sdt = shuffle_dtype(dt)
-            record = record_length(shape, buf.dtype.itemsize, sdt.itemsize if sdt is not None else 1)
+            record = record_length(shape, buf.dtype.itemsize, plane_itemsize(dt))
         data = arr.view(np.uint8).reshape(-1)
         if data.shape[0] > MAX_RAW_LENGTH:
             raise ValueError(f"chunk of {data.shape[0]} bytes exceeds the {MAX_RAW_LENGTH} cap")

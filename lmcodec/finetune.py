@@ -253,17 +253,12 @@ def plot_adjusted_rate(report: dict, path: Path) -> None:
 def write_report(data_dir: Path, out_dir: Path, name: str, base: str) -> dict:
     """Measure base and fine-tuned model on the held-out rows; write ``OUT/NAME.report.json``
     and ``OUT/NAME.adjusted-rate.png``; return the report."""
-    from lmcodec.models import installed_models, model_dirs
+    from lmcodec.bench_codecs import model_weights_bytes
 
     source = json.loads((data_dir / "source.json").read_text())
     chunks = holdout_chunks(np.load(data_dir / "holdout.npy"))
     with model_path(out_dir):
-        models = installed_models()
-        if name not in models:
-            raise LookupError(f"{name} is not in {out_dir}/manifest.json")
-        base_dir = next(d for d in model_dirs() if base in json.loads((d / "manifest.json").read_text())["models"])
-        sizes = {m: (d / models[m]["files"]["weights"]["path"]).stat().st_size
-                 for m, d in ((base, base_dir), (name, out_dir))}
+        sizes = {m: model_weights_bytes(m) for m in (base, name)}
         base_result, tuned_result = measure_codec(base, chunks), measure_codec(name, chunks)
         model_alone = {"base": measure_codec(base, chunks, mix=False), "tuned": measure_codec(name, chunks, mix=False)}
     report = {"source": source, "base": base_result, "tuned": tuned_result,

@@ -105,29 +105,28 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _verified_file(directory: Path, name: str, entry: dict, role: str) -> Path:
+    """Path of model file ``role`` ("full", "step", "weights"), checked against its sha256."""
+    spec = entry["files"][role]
+    path = directory / spec["path"]
+    if not path.exists() or _sha256(path) != spec["sha256"]:
+        raise ModelIntegrityError(f"model {name}: {path} is missing or does not match its sha256 in the manifest")
+    return path
+
+
 def load_weights(name_or_id: str | bytes | None = None):
     """The :class:`~lmcodec.model.weights.IntegerWeights` of an installed model (checked against
     its manifest sha256), e.g. to fine-tune it."""
     from lmcodec.model.weights import IntegerWeights
 
-    directory, name, entry = _find(name_or_id)
-    path = directory / entry["files"]["weights"]["path"]
-    if not path.exists() or _sha256(path) != entry["files"]["weights"]["sha256"]:
-        raise ModelIntegrityError(f"model {name}: {path} is missing or does not match its sha256 in the manifest")
-    return IntegerWeights.from_bytes(path.read_bytes())
+    return IntegerWeights.from_bytes(_verified_file(*_find(name_or_id), "weights").read_bytes())
 
 
 def _load(name_or_id: str | bytes | None, device: str):
     from lmcodec.runtime import OnnxFrequencyModel
 
     directory, name, entry = _find(name_or_id)
-    paths = {}
-    for role in ("full", "step", "weights"):
-        spec = entry["files"][role]
-        path = directory / spec["path"]
-        if not path.exists() or _sha256(path) != spec["sha256"]:
-            raise ModelIntegrityError(f"model {name}: {path} is missing or does not match its sha256 in the manifest")
-        paths[role] = path
+    paths = {role: _verified_file(directory, name, entry, role) for role in ("full", "step", "weights")}
     return OnnxFrequencyModel(paths["full"], paths["step"], ModelConfig.from_dict(entry["config"]),
                               bytes.fromhex(entry["model_id"]), device=device)
 

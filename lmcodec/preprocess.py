@@ -63,6 +63,13 @@ def shuffle_dtype(dtype: np.dtype | str | None) -> np.dtype | None:
     return None
 
 
+def plane_itemsize(dtype: np.dtype | str | None) -> int:
+    """Bytes per element of the shuffle dtype of ``dtype`` (1 for plain bytes): one element is
+    one byte of each plane, so a row of ``n`` such elements is ``n`` bytes of a plane."""
+    sdt = shuffle_dtype(dtype)
+    return 1 if sdt is None else sdt.itemsize
+
+
 def _is_big_endian(dt: np.dtype) -> bool:
     return dt.byteorder == ">" or (dt.byteorder == "=" and np.little_endian is False)
 

@@ -87,7 +87,9 @@ def _lr(step: int, progress: float, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def fit(args: argparse.Namespace) -> None:
+def fit(args: argparse.Namespace) -> bool:
+    """Train (or resume) the run; returns whether its schedule is finished (``False`` when
+    ``--max-minutes`` stopped this invocation first)."""
     import torch
     from tqdm import tqdm
 
@@ -194,6 +196,7 @@ def fit(args: argparse.Namespace) -> None:
             bar.write(f"stopping at step {step}: --max-minutes reached (rerun the command to resume)")
             break
     bar.close()
+    return _progress(step, train_seconds, hparams) >= 1.0
 
 
 def export(args: argparse.Namespace) -> None:
@@ -228,12 +231,12 @@ def finetune(args: argparse.Namespace) -> None:
         info = ft.prepare_from(args.source, data, args.dataset, args.sample_bytes, args.holdout_bytes)
         print(f"prepared {info['train_bytes']} training bytes ({info['train_blocks']} blocks) and "
               f"{info['holdout_bytes']} held-out bytes of {info['path']} {info['shape']} {info['dtype']}", file=sys.stderr)
-    fit(argparse.Namespace(
+    finished = fit(argparse.Namespace(
         data=str(data), run=str(run), init_from=base, preset=None, context_length=None, window=args.window,
         steps=None, minutes=args.minutes, batch=args.batch, lr=args.lr, warmup=args.warmup, float_steps=0,
         seed=args.seed, device=args.device, eval_every=args.eval_every, val_bytes=args.val_bytes,
         checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, recompute=False))
-    if not _run_finished(run):
+    if not finished:
         print("stopped before the end of the schedule: run the same command again to resume", file=sys.stderr)
         return
     source = json.loads((data / "source.json").read_text())
@@ -245,13 +248,6 @@ def finetune(args: argparse.Namespace) -> None:
     print(ft.summary(report))
     print(f"model directory: {out} (add it to LMCODEC_MODEL_PATH to read chunks coded with it); "
           f"report: {out / (args.name + '.report.json')}, plot: {out / (args.name + '.adjusted-rate.png')}")
-
-
-def _run_finished(run: Path) -> bool:
-    import torch
-
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    return _progress(ckpt["step"], ckpt.get("train_seconds", 0.0), ckpt["hparams"]) >= 1.0
 
 
 def main(argv: list[str] | None = None) -> None:

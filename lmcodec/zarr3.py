@@ -31,7 +31,7 @@ from zarr.registry import register_codec
 
 from .codec import LMCodec, record_length
 from .mixcoding import DEFAULT_STREAM_LENGTH
-from .preprocess import shuffle_dtype
+from .preprocess import plane_itemsize, shuffle_dtype
 
 if TYPE_CHECKING:
     from typing import Self
@@ -151,8 +151,7 @@ class LMZarrCodec(BytesBytesCodec):
     def _record_length(self, spec: ArraySpec) -> int:
         """Bytes of one plane per row of the chunk (:func:`lmcodec.codec.record_length`)."""
         itemsize = np.dtype(spec.dtype.to_native_dtype()).itemsize
-        shuffled = shuffle_dtype(self.dtype)
-        return record_length(spec.shape, itemsize, shuffled.itemsize if shuffled is not None else 1)
+        return record_length(spec.shape, itemsize, plane_itemsize(self.dtype))
 
     async def decode(
         self, chunks_and_specs: Iterable[tuple[Buffer | None, ArraySpec]]
