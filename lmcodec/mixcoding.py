@@ -38,6 +38,7 @@ The body length is exactly the sum of these parts; anything else is a corrupt ch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,31 +191,23 @@ def _mixed_intervals(
     cums = np.zeros((n, width), dtype=np.int32)
     freqs = np.ones((n, width), dtype=np.int32)
     mixer = _new_mixer(n, records)
-    ar = np.arange(n)
     for k in range(-(-width // segment_length)):
         lo = k * segment_length
         active = np.flatnonzero(lengths > lo)
         seg_len = np.minimum(lengths[active] - lo, segment_length)
         span = int(seg_len.max())
         tokens = np.zeros((len(active), span), dtype=np.int64)
-        seg_syms = np.zeros((n, span), dtype=np.uint8)
+        seg_syms = np.zeros((len(active), span), dtype=np.uint8)
         for j, i in enumerate(active):
             seg = symbols[i][lo : lo + int(seg_len[j])]
             tokens[j, 0] = start_token(kinds[i])
             tokens[j, 1 : len(seg)] = seg[:-1]
-            seg_syms[i, : len(seg)] = seg
+            seg_syms[j, : len(seg)] = seg
         lm = model.full_freqs(tokens)
-        lm_rows = np.ones((n, N_SYMBOLS), dtype=np.int32)
-        for p in range(span):
-            lm_rows[active] = lm[:, p]
-            table = mixer.step(lm_rows)
-            s = seg_syms[:, p].astype(np.intp)
-            live = lengths > lo + p
-            f = table[ar, s]
-            c = np.cumsum(table, axis=1, dtype=np.int32)[ar, s] - f
-            freqs[live, lo + p] = f[live]
-            cums[live, lo + p] = c[live]
-            mixer.update(s, None if live.all() else live)
+        cum, freq = mixer.code(lm, seg_syms, active, seg_len, getattr(model, "parallel", None))
+        for j, i in enumerate(active):
+            cums[i, lo : lo + int(seg_len[j])] = cum[j, : seg_len[j]]
+            freqs[i, lo : lo + int(seg_len[j])] = freq[j, : seg_len[j]]
     return cums, freqs
 
 
@@ -346,15 +339,32 @@ def decode_chunks(
                 todo.append((s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length))
                 j += 1
 
-    for first in range(0, len(todo), group):
-        members = todo[first : first + group]
-        decoded = _decode_group(model, members, segment_length)
+    # A model with several CPU workers decodes one group of streams per worker concurrently
+    # (model step, mixer and rANS of a group in one thread, which keeps every core busy), with
+    # groups of at most ``group // workers`` streams so the caches in memory stay within ``group``.
+    workers = max(1, int(getattr(model, "workers", 1)))
+    size = max(1, min(group // workers, -(-len(todo) // workers))) if workers > 1 else group
+    groups = [todo[first : first + size] for first in range(0, len(todo), size)]
+    concurrent = workers > 1 and len(groups) > 1
+
+    def run(members) -> None:
+        decoded = _decode_group(model, members, segment_length, 1 if concurrent else None)
         for (s, *_), d in zip(members, decoded):
             out[s.chunk][s.plane][s.start : s.start + s.length] = d
+
+    if concurrent:
+        with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix="lmcodec-mix") as pool:
+            for done in [pool.submit(run, members) for members in groups]:
+                done.result()
+    else:
+        for members in groups:
+            run(members)
     return [(planes, prs.params) for planes, prs in zip(out, parsed)]
 
 
-def _decode_group(model: FrequencyModel, members, segment_length: int) -> list[np.ndarray]:
+def _decode_group(model: FrequencyModel, members, segment_length: int, workers: int | None) -> list[np.ndarray]:
+    """Decode ``members`` together; ``workers``: threads of the model's step (None: its default;
+    passed only to models that run several, i.e. have a ``workers`` attribute)."""
     n = len(members)
     lengths = np.array([m[0].length for m in members], dtype=np.int64)
     coder = RansLaneDecoder(
@@ -370,7 +380,7 @@ def _decode_group(model: FrequencyModel, members, segment_length: int) -> list[n
     for k in range(-(-width // segment_length)):
         lo = k * segment_length
         active = np.flatnonzero(lengths > lo)
-        stepper = model.decoder(len(active))
+        stepper = model.decoder(len(active)) if workers is None else model.decoder(len(active), workers=workers)
         tokens = np.array([start_token(kinds[i]) for i in active], dtype=np.int64)
         span = int(min(segment_length, lengths[active].max() - lo))
         for p in range(span):

@@ -14,7 +14,15 @@ on lane ``j``'s LM tables and bytes.
 
 Everything is integer numpy (int32/int64/uint8, and uint64 with wrap-around only in the hashes),
 so the output is bit-exact on every platform; the two look-up tables are built with integer
-arithmetic only (:func:`math.isqrt` and repeated squaring). No float is used anywhere.
+arithmetic only (:func:`math.isqrt` and repeated squaring). No float is used anywhere (the
+compiled backend estimates one quotient in float64 and corrects it to the exact integer floor, see
+:func:`lmcodec.mixing_kernels._to_table`).
+
+Two implementations (``backend``) compute the same integers: this module's numpy code, the
+reference, vectorised over lanes; and :mod:`lmcodec.mixing_kernels`, the same rules as scalar
+loops compiled by numba (used when numba is installed; ``LMCODEC_MIXER=numpy`` forces the
+reference). tests/test_mixing.py requires identical tables and states from both on random
+configurations and inputs, and both reproduce the pinned output digest.
 
 Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
 --------------------------------------------------------------------
@@ -98,11 +106,17 @@ Adaptation (:meth:`AdaptiveMixer.update`)
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .frequency_model import N_SYMBOLS, TOTAL
+
+try:
+    from . import mixing_kernels as _kernels
+except ImportError:  # numba missing: the numpy implementation below does the same, slower
+    _kernels = None
 
 __all__ = [
     "MixerConfig",
@@ -114,6 +128,8 @@ __all__ = [
     "exp_lut",
     "to_table",
     "mix_sequence",
+    "BACKENDS",
+    "default_backend",
 ]
 
 LOG_FRAC_BITS = 8
@@ -138,6 +154,24 @@ MATCH_BUCKETS = 16
 """Match-length buckets of the hit counts: ``min(len, 15)`` (0 = no match)."""
 MATCH_COUNT_LIMIT = 1024
 COMPONENTS = ("lm", "o0", "o1", "o2", "rec", "match")
+BACKENDS = ("numba", "numpy")
+"""Implementations of the same rules: compiled kernels (:mod:`lmcodec.mixing_kernels`) and the
+numpy reference in this module. Tests require identical output from both."""
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+def default_backend() -> str:
+    """``numba`` when it is installed, else ``numpy``; the environment variable
+    ``LMCODEC_MIXER=numpy`` forces the reference implementation."""
+    forced = os.environ.get("LMCODEC_MIXER", "").strip().lower()
+    if forced and forced not in BACKENDS:
+        raise ValueError(f"LMCODEC_MIXER must be one of {BACKENDS}, got {forced!r}")
+    if forced == "numpy" or _kernels is None:
+        return "numpy"
+    return "numba"
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,9 +366,15 @@ class AdaptiveMixer:
     segments begin; :meth:`reset` starts lanes afresh (a new stream).
     """
 
-    def __init__(self, lanes: int, config: MixerConfig = DEFAULT_CONFIG):
+    def __init__(self, lanes: int, config: MixerConfig = DEFAULT_CONFIG, backend: str | None = None):
         if lanes < 0:
             raise ValueError("lanes must be >= 0")
+        backend = default_backend() if backend is None else backend
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "numba" and _kernels is None:
+            raise ImportError("the numba mixer backend needs the numba package")
+        self.backend = backend
         self.config = config
         self.lanes = int(lanes)
         c = config.components
@@ -373,6 +413,40 @@ class AdaptiveMixer:
             self.mtot = np.zeros((B, MATCH_BUCKETS), dtype=np.int32)
         self._pending = False
         self.reset()
+        self._k_arrays = self._kernel_arrays() if backend == "numba" else None
+        self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32)  # placeholder argument when no LM
+
+    def _kernel_arrays(self) -> "_kernels.MixerArrays":
+        """The state arrays (shared, not copied), scratch and constants of the compiled kernels;
+        absent components get empty placeholders."""
+        B, cfg = self.lanes, self.config
+
+        def have(name: str, dtype, shape) -> np.ndarray:
+            a = getattr(self, name, None)
+            return np.zeros(shape, dtype=dtype) if a is None else a
+
+        widx = np.array([cfg.components.index(k) if k in cfg.components else -1 for k in COMPONENTS],
+                        dtype=np.int64)
+        consts = np.array([cfg.o0_limit, cfg.o1_limit, cfg.o2_limit, cfg.o2_bits, cfg.match_min, cfg.hash_bits,
+                           cfg.history_bits, cfg.lr, cfg.lr_boost, cfg.lr_boost_steps, cfg.rec_votes,
+                           cfg.match_long, cfg.switch_clamp_bits, W_MIN, W_MAX, int(self._has["rec"])],
+                          dtype=np.int64)
+        return _kernels.MixerArrays(
+            w=self.w, vsw=self.vsw, t=self.t, hist8=self.hist8,
+            c0=have("c0", np.int32, (B, 0)), c1=have("c1", np.uint8, (B, 0, 0)),
+            c2=have("c2", np.uint8, (B, 0, 0)), crec=have("crec", np.uint8, (B, 0, 0)),
+            hist=self.hist, rfixed=self.rfixed,
+            rcand=have("rcand", np.int64, (B,)), rvote=have("rvote", np.int64, (B,)),
+            rlen=have("rlen", np.int64, (B,)), rlast=have("rlast", np.int64, (B, 0, 2)),
+            mtab=have("mtab", np.int32, (B, 0)), mtab2=have("mtab2", np.int32, (B, 0)),
+            mptr=have("mptr", np.int64, (B,)), mlen=have("mlen", np.int64, (B,)),
+            mhit=have("mhit", np.int32, (B, 0)), mtot=have("mtot", np.int32, (B, 0)),
+            L=np.zeros((B, 5, N_SYMBOLS), dtype=np.int32), q=np.zeros((B, N_SYMBOLS), dtype=np.int64),
+            x=np.zeros((B, N_SYMBOLS), dtype=np.int64), G=np.zeros((B, N_SYMBOLS), dtype=np.int32),
+            S=np.zeros((B, 10), dtype=np.int64),
+            cfg=consts, widx=widx, set_of_len=self._set_of_len.astype(np.int64),
+            LG=_LG, KT8=_KT8, EXP=_EXP,
+        )
 
     # ---------------------------------------------------------------- state
     def reset(self, mask: np.ndarray | None = None) -> None:
@@ -404,6 +478,14 @@ class AdaptiveMixer:
         if self._pending:
             raise RuntimeError("step() called twice without update()")
         B = self.lanes
+        if lm_freqs is not None:
+            lm_freqs = self._lm_input(lm_freqs, (B, N_SYMBOLS))
+        if self.backend == "numba":
+            out = np.empty((B, N_SYMBOLS), dtype=np.int32)
+            use = lm_freqs is not None
+            _kernels.step_lanes(self._ar, lm_freqs if use else self._no_lm, use, out, self._k_arrays)
+            self._pending = True
+            return out
         ar = self._ar
         cfg = self.config
         kd = len(self._dense)
@@ -414,10 +496,7 @@ class AdaptiveMixer:
                 if lm_freqs is None:
                     L[i] = 0
                 else:
-                    lm = np.asarray(lm_freqs)
-                    if lm.shape != (B, N_SYMBOLS):
-                        raise ValueError(f"lm_freqs must be [{B}, {N_SYMBOLS}], got {lm.shape}")
-                    np.take(_LG, lm, mode="clip", out=L[i])
+                    np.take(_LG, lm_freqs, mode="clip", out=L[i])
             elif name == "o0":
                 np.take(_LG, 2 * self.c0 + 1, out=L[i])
             elif name == "o1":
@@ -465,6 +544,19 @@ class AdaptiveMixer:
         self._pending = True
         return out
 
+    @staticmethod
+    def _lm_input(lm_freqs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``lm_freqs`` checked for ``shape`` and an integer dtype; as int32/int64 (entries
+        clipped to ``[0, 65536]`` first when another dtype could not hold them)."""
+        lm = np.asarray(lm_freqs)
+        if lm.shape != shape:
+            raise ValueError(f"lm_freqs must be {list(shape)}, got {list(lm.shape)}")
+        if not np.issubdtype(lm.dtype, np.integer):
+            raise ValueError(f"lm_freqs must be integers, got {lm.dtype}")
+        if lm.dtype not in (np.int32, np.int64):
+            lm = np.clip(lm, 0, TOTAL).astype(np.int64)
+        return np.ascontiguousarray(lm)
+
     def _o2_row(self) -> np.ndarray:
         return self._row_hash(self.hist8 & np.uint64(0xFFFF), self.config.o2_bits)
 
@@ -493,6 +585,9 @@ class AdaptiveMixer:
         s = sym_all[a]
         if s.size and (s.min() < 0 or s.max() > 255):
             raise ValueError("symbols must be bytes")
+        if self.backend == "numba":
+            _kernels.update_lanes(a.astype(np.int64), sym_all, self._k_arrays)
+            return
         n = len(a)
         rows = np.arange(n)
         # ---- weights: gradient of the geometric mix's code length
@@ -651,6 +746,64 @@ class AdaptiveMixer:
         return np.where(ok, length, 0), cand
 
     # ---------------------------------------------------------------- encoder
+    def code(self, lm_freqs: np.ndarray | None, symbols: np.ndarray, lanes: np.ndarray,
+             counts: np.ndarray, parallel=None) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's fused loop: lane ``lanes[i]`` codes ``symbols[i, :counts[i]]`` with LM
+        tables ``lm_freqs[i, p]`` (integer ``[m, n, 256]``, or None); returns each coded byte's
+        interval ``(cum, freq)`` in its table, int32 ``[m, n]`` (0 past ``counts[i]``).
+
+        The same as :meth:`step`/:meth:`update` per position (other lanes do not move), so the
+        decoder's tables match. ``lanes`` must be distinct. ``parallel`` (a ``map``-like
+        ``parallel(fn, items) -> list``, e.g. :meth:`OnnxFrequencyModel.parallel`) spreads the
+        lanes over threads in the compiled backend; it never changes the output.
+        """
+        if self._pending:
+            raise RuntimeError("code() between step() and update()")
+        symbols = np.ascontiguousarray(symbols, dtype=np.uint8)
+        m, n = symbols.shape
+        lanes = np.asarray(lanes, dtype=np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
+        if lanes.shape != (m,) or counts.shape != (m,) or np.any((counts < 0) | (counts > n)):
+            raise ValueError("lanes and counts need one entry per row, 0 <= counts <= n")
+        if np.any((lanes < 0) | (lanes >= self.lanes)) or len(np.unique(lanes)) != m:
+            raise ValueError("lanes must be distinct lane indices")
+        if lm_freqs is not None:
+            lm_freqs = self._lm_input(lm_freqs, (m, n, N_SYMBOLS))
+        cum = np.zeros((m, n), dtype=np.int32)
+        freq = np.zeros((m, n), dtype=np.int32)
+        if self.backend == "numba":
+            use = lm_freqs is not None
+            lm = lm_freqs if use else np.zeros((m, n, 0), dtype=np.int32)
+            parts = np.array_split(np.arange(m), max(1, min(m, 2 * _cpu_count())))
+
+            def run(rows: np.ndarray) -> None:
+                _kernels.code_lanes(rows, lanes[rows], lm, use, symbols, counts, cum, freq, self._k_arrays)
+
+            if parallel is None or len(parts) < 2:
+                for rows in parts:
+                    run(rows)
+            else:
+                parallel(run, parts)
+            return cum, freq
+        rows_lm = np.ones((self.lanes, N_SYMBOLS), dtype=np.int32)
+        sym = np.zeros(self.lanes, dtype=np.intp)
+        idx = np.arange(m)
+        for p in range(n):
+            if lm_freqs is not None:
+                rows_lm[lanes] = lm_freqs[:, p]
+            table = self.step(None if lm_freqs is None else rows_lm)
+            s = symbols[:, p].astype(np.intp)
+            sym[lanes] = s
+            live = counts > p
+            f = table[lanes, s]
+            c = np.cumsum(table[lanes], axis=1, dtype=np.int32)[idx, s] - f
+            freq[live, p] = f[live]
+            cum[live, p] = c[live]
+            active = np.zeros(self.lanes, dtype=bool)
+            active[lanes[live]] = True
+            self.update(sym, active)
+        return cum, freq
+
     def mix_sequence(self, lm_freqs: np.ndarray | None, symbols: np.ndarray,
                      lengths: np.ndarray | None = None) -> np.ndarray:
         """Tables for ``n`` consecutive positions of every lane (the encoder's view).
@@ -677,6 +830,7 @@ class AdaptiveMixer:
 
 
 def mix_sequence(lm_freqs: np.ndarray | None, symbols: np.ndarray, lengths: np.ndarray | None = None,
-                 config: MixerConfig = DEFAULT_CONFIG) -> np.ndarray:
+                 config: MixerConfig = DEFAULT_CONFIG, backend: str | None = None) -> np.ndarray:
     """:meth:`AdaptiveMixer.mix_sequence` on a fresh mixer."""
-    return AdaptiveMixer(np.asarray(symbols).shape[0], config).mix_sequence(lm_freqs, symbols, lengths)
+    mixer = AdaptiveMixer(np.asarray(symbols).shape[0], config, backend)
+    return mixer.mix_sequence(lm_freqs, symbols, lengths)

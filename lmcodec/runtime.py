@@ -156,8 +156,11 @@ class OnnxFrequencyModel:
         self.parallel(run, list(range(0, b, rows)))
         return out
 
-    def decoder(self, batch: int) -> "OnnxStepDecoder":
-        return OnnxStepDecoder(self, batch)
+    def decoder(self, batch: int, workers: int | None = None) -> "OnnxStepDecoder":
+        """A step decoder for ``batch`` lanes; its steps use up to ``workers`` threads (default
+        :attr:`workers`; 1 runs each step in the calling thread, for callers that run several
+        decoders concurrently)."""
+        return OnnxStepDecoder(self, batch, workers=workers)
 
     def cache_bytes_per_lane(self) -> int:
         """float32 KV cache of one decoder lane (keys and values, all layers, whole context)."""
@@ -198,13 +201,14 @@ class OnnxStepDecoder:
     costs 4x the memory but saves converting the whole cache at every step.
     """
 
-    def __init__(self, model: OnnxFrequencyModel, batch: int, block: int | None = None) -> None:
+    def __init__(self, model: OnnxFrequencyModel, batch: int, block: int | None = None,
+                 workers: int | None = None) -> None:
         cfg = model.config
         _, self._session = model._sessions()
         self._model = model
         block = cache_block(cfg.context_length) if block is None else block
         self.block = block = max(1, min(block, cfg.context_length))
-        parts = max(1, min(model.workers, batch))
+        parts = max(1, min(model.workers if workers is None else workers, batch))
         bounds = [batch * i // parts for i in range(parts + 1)]
         self._groups = [_LaneGroup(cfg, slice(lo, hi), block) for lo, hi in zip(bounds, bounds[1:])]
         self.context_length = cfg.context_length

@@ -1,5 +1,6 @@
 """lmcodec.mixing: table contract on any input, encoder == decoder, lane independence,
-state carried across segments, worst-case cost bound, and a pinned digest of the output."""
+state carried across segments, worst-case cost bound, a pinned digest of the output, and the
+compiled backend (lmcodec.mixing_kernels) equal to the numpy reference in tables and state."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from lmcodec.frequency_model import N_SYMBOLS, TOTAL
 from lmcodec.mixing import (
+    BACKENDS,
     COMPONENTS,
     D_MAX,
     EXP_BITS,
@@ -288,14 +290,15 @@ def test_component_subsets_work(components):
     _check_contract(mix_sequence(lm, sym, config=MixerConfig(components=components)))
 
 
-def test_default_output_digest_is_pinned():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_default_output_digest_is_pinned(backend):
     """The default mixer's exact output for a fixed input. A change here changes every stream
     coded with it: bump the format version (and this digest) deliberately, never silently."""
     rng = np.random.default_rng(12345)
     B, n = 3, 500
     sym = np.stack([_text(n, 1), rng.integers(0, 256, n), np.tile(np.arange(50), 10)])
     lm = _lm_table(rng, (B, n))
-    m = AdaptiveMixer(B)
+    m = AdaptiveMixer(B, backend=backend)
     m.set_record_length(np.array([0, 0, 50]))
     tables = m.mix_sequence(lm, sym, np.array([n, 480, n]))
     digest = hashlib.sha256(np.ascontiguousarray(tables, dtype="<i4").tobytes()).hexdigest()
@@ -303,3 +306,108 @@ def test_default_output_digest_is_pinned():
 
 
 PINNED_DIGEST = "dff8b3b3ef7605eb78ed125693c4b14371ea202b7e3b0ebeb2f271afb7119aaf"
+
+
+# -- the compiled backend against the numpy reference ---------------------------------------------
+
+_STATE = ("w", "vsw", "t", "hist8", "c0", "c1", "c2", "hist", "rfixed", "crec", "rlast", "rcand", "rvote",
+          "rlen", "mtab", "mtab2", "mptr", "mlen", "mhit", "mtot")
+
+
+def _state(m: AdaptiveMixer) -> dict:
+    return {k: getattr(m, k).copy() for k in _STATE if getattr(m, k, None) is not None}
+
+
+def _mixed_input(rng: np.random.Generator, B: int, n: int, lm_kind: str):
+    """Repeats (match, record and order-2 hits), noise and runs; LM tables valid, out of range
+    (clipping) or absent."""
+    period = int(rng.integers(2, 40))
+    kinds = [_text(n, int(rng.integers(1000))), rng.integers(0, 256, n),
+             np.tile(rng.integers(0, 256, period), n // period + 1)[:n], np.repeat(rng.integers(0, 4, n // 50 + 1), 50)[:n]]
+    sym = np.stack([np.asarray(kinds[i % 4], dtype=np.uint8) for i in range(B)])
+    if lm_kind == "valid":
+        lm = _lm_table(rng, (B, n), peaked=bool(rng.integers(2)))
+    elif lm_kind == "garbage":
+        lm = rng.integers(-(2**20), 2**20, (B, n, N_SYMBOLS)).astype(np.int64)
+    else:
+        lm = None
+    return sym, lm, period
+
+
+_CONFIGS = [
+    MixerConfig(),
+    MixerConfig(components=("lm",)),
+    MixerConfig(components=("lm", "rec"), rec_votes=2),
+    MixerConfig(components=("lm", "o2", "match"), match_long=0, o2_bits=0, hash_bits=8, history_bits=10),
+    MixerConfig(components=("lm", "match", "o1", "o0"), o0_limit=20, o1_limit=3, match_min=2, match_long=8,
+                set_len_edges=(2, 4, 8), lr=50000, lr_boost=64, switch_clamp_bits=1, switch_init_bits=0),
+    MixerConfig(o2_limit=7, o2_bits=16, hash_bits=18, history_bits=12, init_weights=(-2 * 65536,) * 6),
+]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(0, len(_CONFIGS) - 1), st.integers(1, 6), st.integers(1, 700),
+       st.sampled_from(["valid", "garbage", "none"]), st.booleans())
+def test_backends_agree_on_tables_and_state(seed, cfg_index, lanes, n, lm_kind, explicit_record):
+    rng = np.random.default_rng(seed)
+    sym, lm, period = _mixed_input(rng, lanes, n, lm_kind)
+    lengths = rng.integers(0, n + 1, lanes)
+    runs = []
+    for backend in BACKENDS:
+        m = AdaptiveMixer(lanes, _CONFIGS[cfg_index], backend)
+        if explicit_record:
+            m.set_record_length(np.full(lanes, period), np.arange(lanes) % 2 == 0)
+        tables = m.mix_sequence(lm, sym, lengths)
+        runs.append((tables, _state(m)))
+    (t_ref, s_ref), (t_jit, s_jit) = runs
+    assert np.array_equal(t_ref, t_jit)
+    assert s_ref.keys() == s_jit.keys()
+    for k in s_ref:
+        assert np.array_equal(s_ref[k], s_jit[k]), k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_code_equals_step_and_update(backend):
+    """The encoder's fused :meth:`AdaptiveMixer.code` (a subset of lanes, ragged counts, in pieces,
+    threads or not) gives the intervals of the step/update tables and leaves the same state."""
+    rng = np.random.default_rng(7)
+    B, n = 5, 400
+    sym, lm, _ = _mixed_input(rng, B, n, "valid")
+    lanes = np.array([4, 0, 2])
+    counts = np.array([n, 250, 0])
+    ref = AdaptiveMixer(B, backend="numpy")
+    want_cum = np.zeros((3, n), np.int64)
+    want_freq = np.zeros((3, n), np.int64)
+    rows = np.ones((B, N_SYMBOLS), np.int32)
+    for p in range(n):
+        rows[lanes] = lm[lanes, p]
+        table = ref.step(rows)
+        s = np.zeros(B, np.int64)
+        s[lanes] = sym[lanes, p]
+        live = np.zeros(B, bool)
+        live[lanes[counts > p]] = True
+        for r, j in enumerate(lanes):
+            if live[j]:
+                want_freq[r, p] = table[j, s[j]]
+                want_cum[r, p] = table[j, : s[j]].sum()
+        ref.update(s, live)
+    for parallel in (None, lambda fn, items: list(map(fn, items))):
+        m = AdaptiveMixer(B, backend=backend)
+        half = 123
+        c1, f1 = m.code(lm[lanes, :half], sym[lanes, :half], lanes, np.minimum(counts, half), parallel)
+        c2, f2 = m.code(lm[lanes, half:], sym[lanes, half:], lanes, np.maximum(counts - half, 0), parallel)
+        assert np.array_equal(np.hstack([c1, c2]), want_cum) and np.array_equal(np.hstack([f1, f2]), want_freq)
+        got, want = _state(m), _state(ref)
+        assert all(np.array_equal(got[k], want[k]) for k in want)
+    with pytest.raises(ValueError, match="distinct"):
+        AdaptiveMixer(B, backend=backend).code(lm[:2, :5], sym[:2, :5], np.array([1, 1]), np.array([5, 5]))
+
+
+def test_backend_selection(monkeypatch):
+    monkeypatch.setenv("LMCODEC_MIXER", "numpy")
+    assert AdaptiveMixer(1).backend == "numpy"
+    monkeypatch.setenv("LMCODEC_MIXER", "fortran")
+    with pytest.raises(ValueError, match="LMCODEC_MIXER"):
+        AdaptiveMixer(1)
+    with pytest.raises(ValueError, match="backend"):
+        AdaptiveMixer(1, backend="fortran")

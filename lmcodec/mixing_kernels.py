@@ -1,0 +1,403 @@
+"""Compiled (numba) kernels of :class:`lmcodec.mixing.AdaptiveMixer`: the same rules, one lane
+and one byte at a time.
+
+:mod:`lmcodec.mixing` defines the mixer and is its reference implementation (numpy, vectorised
+over lanes). The functions here compute exactly the same integers with scalar loops compiled by
+numba, which removes numpy's per-call overhead (a step over 64 lanes of 256 symbols was ~60
+small numpy calls, ~0.8 ms): tests/test_mixing.py runs both on the same inputs and requires
+identical tables and states. Every quantity is an ``int64`` (``uint64`` with wrap-around only in
+the hashes and the 8-byte history); the bounds of :mod:`lmcodec.mixing` keep every product and
+sum below ``2**63``, so no result depends on the order of operations.
+
+The state is the mixer's own numpy arrays (``MixerArrays``), changed in place; a lane touches only
+its own rows, so disjoint lane sets can run concurrently (the kernels release the GIL).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+__all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes"]
+
+_U8 = np.uint64(8)
+_BYTE = np.uint64(0xFF)
+_WORD = np.uint64(0xFFFF)
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_SPARE = 65280
+_TOTAL = 65536
+
+
+class MixerArrays(NamedTuple):
+    """Everything the kernels read or write, for ``B`` lanes (``K`` = weight slots).
+
+    State (persists across bytes): ``w [B, sets, K]``, ``vsw [B, 2]``, ``t [B]``, ``hist8 [B]``
+    (uint64), ``c0 [B, 256]`` (int32), ``c1 [B, 256, 256]``, ``c2 [B, rows, 256]``, ``crec [B,
+    256, 256]`` (uint8), ``hist [B, ring]`` (uint8), ``rfixed``, ``rcand``, ``rvote``, ``rlen``,
+    ``mptr``, ``mlen [B]``, ``rlast [B, 256, 2]`` (int64), ``mtab``, ``mtab2 [B, 2**hash_bits]``,
+    ``mhit``, ``mtot [B, 16]`` (int32). An absent component's arrays have a zero-length last axis.
+
+    Scratch (written by a step, read by the next update of the same lane): ``L [B, 5, 256]`` (the
+    dense inputs lm, o0, o1, o2, rec), ``q [B, 256]``, ``x [B, 256]``, ``G [B, 256]``, ``S [B, 10]`` (scalars: Q,
+    weight set, previous byte, o2 row, byte above, has record, predicted byte, match score,
+    match bucket, has match).
+
+    Constants: ``cfg`` (int64, built by :meth:`lmcodec.mixing.AdaptiveMixer._kernel_arrays`),
+    ``widx [6]`` (weight slot per entry of ``COMPONENTS``, -1 if absent), ``set_of_len``, and the
+    look-up tables ``LG``, ``KT8`` (int32) and ``EXP`` (int64).
+    """
+
+    w: np.ndarray
+    vsw: np.ndarray
+    t: np.ndarray
+    hist8: np.ndarray
+    c0: np.ndarray
+    c1: np.ndarray
+    c2: np.ndarray
+    crec: np.ndarray
+    hist: np.ndarray
+    rfixed: np.ndarray
+    rcand: np.ndarray
+    rvote: np.ndarray
+    rlen: np.ndarray
+    rlast: np.ndarray
+    mtab: np.ndarray
+    mtab2: np.ndarray
+    mptr: np.ndarray
+    mlen: np.ndarray
+    mhit: np.ndarray
+    mtot: np.ndarray
+    L: np.ndarray
+    q: np.ndarray
+    x: np.ndarray
+    G: np.ndarray
+    S: np.ndarray
+    cfg: np.ndarray
+    widx: np.ndarray
+    set_of_len: np.ndarray
+    LG: np.ndarray
+    KT8: np.ndarray
+    EXP: np.ndarray
+
+
+# cfg fields (int64 vector built by AdaptiveMixer._kernel_arrays)
+_O0_LIMIT, _O1_LIMIT, _O2_LIMIT, _O2_BITS, _MATCH_MIN, _HASH_BITS, _HISTORY_BITS = 0, 1, 2, 3, 4, 5, 6
+_LR, _LR_BOOST, _LR_BOOST_STEPS, _REC_VOTES, _MATCH_LONG, _SWITCH_CLAMP = 7, 8, 9, 10, 11, 12
+_W_MIN, _W_MAX, _HAS_REC_COMPONENT = 13, 14, 15
+# S fields
+_Q, _SEL, _PREV1, _H2, _ABOVE, _HAS_REC, _PRED, _MSCORE, _BUCKET, _HAS_MATCH = range(10)
+# widx slots
+_LM, _C0, _C1, _C2, _REC, _MATCH = range(6)
+
+
+@njit(cache=True, nogil=True)
+def _to_table(x, total, out):
+    """``out = to_table(x)`` for one row (see :func:`lmcodec.mixing.to_table`), for ``0 <= x <
+    2**52`` and ``0 < total < 2**47`` (here ``x < 2**34``, ``total < 2**38``).
+
+    The quotient ``floor(x * 65280 / total)`` (< 2**16) is first estimated in float64 and then
+    corrected with exact integer arithmetic: ``x`` and ``65280 / total`` carry relative errors
+    below ``2**-52``, so the estimate is within one of the true floor whatever the rounding, and
+    one comparison of the integer remainder ``x * 65280 - f * total`` with ``[0, total)`` fixes it.
+    The result is exactly the integer floor on any IEEE machine (and on any machine whose
+    float64 product is correct to a few ulps); unlike an integer divide, the loop vectorises.
+    """
+    inv = _SPARE / total
+    s = 0
+    for i in range(256):
+        f = np.int64(x[i] * inv)
+        r = x[i] * _SPARE - f * total
+        f += (r >= total) - (r < 0) + 1
+        out[i] = f
+        s += f
+    best = 0
+    best_f = out[0]
+    for i in range(1, 256):
+        if out[i] > best_f:
+            best_f = out[i]
+            best = i
+    out[best] += _TOTAL - s
+
+
+@njit(cache=True, nogil=True)
+def _step_lane(j, lm, use_lm, out, m):
+    """The coded table of lane ``j``'s next byte into ``out`` (int32 [256]); fills the scratch."""
+    cfg, widx, LG, KT8, EXP = m.cfg, m.widx, m.LG, m.KT8, m.EXP
+    L = m.L[j]
+    S = m.S[j]
+    hmask = (1 << cfg[_HISTORY_BITS]) - 1
+    h8 = m.hist8[j]
+    t = m.t[j]
+    prev1 = np.int64(h8 & _BYTE)
+    S[_PREV1] = prev1
+    for s in range(256):
+        L[0, s] = 0
+        L[1, s] = 0
+        L[2, s] = 0
+        L[3, s] = 0
+        L[4, s] = 0
+    if widx[_LM] >= 0 and use_lm:
+        for s in range(256):
+            f = np.int64(lm[s])
+            f = 0 if f < 0 else (_TOTAL if f > _TOTAL else f)
+            L[0, s] = LG[f]
+    if widx[_C0] >= 0:
+        for s in range(256):
+            L[1, s] = LG[2 * np.int64(m.c0[j, s]) + 1]
+    if widx[_C1] >= 0:
+        for s in range(256):
+            L[2, s] = KT8[m.c1[j, prev1, s]]
+    if widx[_C2] >= 0:
+        bits = cfg[_O2_BITS]
+        h2 = np.int64(((h8 & _WORD) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
+        S[_H2] = h2
+        for s in range(256):
+            L[3, s] = KT8[m.c2[j, h2, s]]
+    if widx[_REC] >= 0:
+        rl = m.rfixed[j] if m.rfixed[j] > 0 else m.rlen[j]
+        has_rec = rl > 0 and t >= rl
+        above = np.int64(m.hist[j, (t - rl) & hmask])
+        S[_ABOVE] = above
+        S[_HAS_REC] = 1 if has_rec else 0
+        if has_rec:
+            for s in range(256):
+                L[4, s] = KT8[m.crec[j, above, s]]
+    sel = 0
+    pred = 0
+    mscore = 0
+    if widx[_MATCH] >= 0:
+        ml = m.mlen[j]
+        pred = np.int64(m.hist[j, m.mptr[j] & hmask])
+        bucket = min(ml, 15)
+        if ml > 0:
+            h = np.int64(m.mhit[j, bucket])
+            miss = np.int64(m.mtot[j, bucket]) - h
+            mscore = np.int64(LG[2 * h + 1]) - LG[2 * miss + 1] + LG[255]
+        sel = m.set_of_len[min(ml, len(m.set_of_len) - 1)]
+        S[_BUCKET] = bucket
+        S[_HAS_MATCH] = 1 if ml > 0 else 0
+    S[_SEL] = sel
+    S[_PRED] = pred
+    S[_MSCORE] = mscore
+    # geometric mix: z(s) = (sum_i (w_i >> 4) * l_i(s)) >> 12, held in q until q = EXP[d]
+    w0 = m.w[j, sel, widx[0]] >> 4 if widx[0] >= 0 else 0
+    w1 = m.w[j, sel, widx[1]] >> 4 if widx[1] >= 0 else 0
+    w2 = m.w[j, sel, widx[2]] >> 4 if widx[2] >= 0 else 0
+    w3 = m.w[j, sel, widx[3]] >> 4 if widx[3] >= 0 else 0
+    w4 = m.w[j, sel, widx[4]] >> 4 if widx[4] >= 0 else 0
+    z = m.q[j]
+    for s in range(256):
+        z[s] = w0 * L[0, s] + w1 * L[1, s] + w2 * L[2, s] + w3 * L[3, s] + w4 * L[4, s]
+    if widx[_MATCH] >= 0:
+        z[pred] += (m.w[j, sel, widx[_MATCH]] >> 4) * mscore
+    zmax = z[0] >> 12
+    for s in range(256):
+        z[s] >>= 12
+        zmax = max(zmax, z[s])
+    d_max = len(EXP) - 1
+    q = z
+    Q = 0
+    for s in range(256):
+        q[s] = EXP[min(zmax - z[s], d_max)]
+        Q += q[s]
+    S[_Q] = Q
+    G = m.G[j]
+    _to_table(q, Q, G)
+    # safety switch with the uniform table
+    w_g = EXP[-m.vsw[j, 0]] >> 14
+    w_u = EXP[-m.vsw[j, 1]] >> 14
+    x = m.x[j]
+    for s in range(256):
+        x[s] = w_g * G[s] + w_u * 256
+    _to_table(x, (w_g + w_u) * _TOTAL, out)
+
+
+@njit(cache=True, nogil=True)
+def _verify(j, table, key, pos, m, hmask, ring):
+    """(verified match length 0..16, candidate position) from ``table[j, key]``."""
+    cand = np.int64(table[j, key])
+    if not (cand > 0 and pos - cand < ring - 16 - 1):
+        return 0, cand
+    n = 0
+    for k in range(1, 17):
+        ci = cand - k
+        if ci < 0 or m.hist[j, ci & hmask] != m.hist[j, (pos - k) & hmask]:
+            break
+        n += 1
+    return n, cand
+
+
+@njit(cache=True, nogil=True)
+def _hash(h8, k, bits):
+    ctx = h8 & np.uint64((1 << (8 * k)) - 1) if k < 8 else h8
+    return np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits))
+
+
+@njit(cache=True, nogil=True)
+def _update_lane(j, s, m):
+    """Feed byte ``s`` to lane ``j`` (after :func:`_step_lane` of the same lane)."""
+    cfg, widx, LG = m.cfg, m.widx, m.LG
+    L = m.L[j]
+    S = m.S[j]
+    q = m.q[j]
+    Q = S[_Q]
+    sel = S[_SEL]
+    t = m.t[j]
+    # ---- weights
+    lr_t = cfg[_LR] * (1 + ((cfg[_LR_BOOST] - 1) * cfg[_LR_BOOST_STEPS]) // (cfg[_LR_BOOST_STEPS] + t))
+    for c in range(5):
+        k = widx[c]
+        if k >= 0:
+            acc = 0
+            for v in range(256):
+                acc += q[v] * L[c, v]
+            grad = np.int64(L[c, s]) - acc // Q
+            nw = m.w[j, sel, k] + ((grad * lr_t + 512) >> 10)
+            m.w[j, sel, k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
+    if widx[_MATCH] >= 0:
+        pred = S[_PRED]
+        ms = S[_MSCORE]
+        grad = (ms if pred == s else 0) - (q[pred] * ms) // Q
+        k = widx[_MATCH]
+        nw = m.w[j, sel, k] + ((grad * lr_t + 512) >> 10)
+        m.w[j, sel, k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
+    # ---- switch log-weights
+    log_total = np.int64(LG[_TOTAL])
+    v0 = m.vsw[j, 0] - (log_total - LG[m.G[j, s]])
+    v1 = m.vsw[j, 1] - log_total // 2
+    top = max(v0, v1)
+    floor = -cfg[_SWITCH_CLAMP] * 256
+    m.vsw[j, 0] = max(v0 - top, floor)
+    m.vsw[j, 1] = max(v1 - top, floor)
+    # ---- counts
+    if widx[_C0] >= 0:
+        _count(m.c0[j], s, cfg[_O0_LIMIT])
+    if widx[_C1] >= 0:
+        _count(m.c1[j, S[_PREV1]], s, cfg[_O1_LIMIT])
+    if widx[_C2] >= 0:
+        _count(m.c2[j, S[_H2]], s, cfg[_O2_LIMIT])
+    # ---- history
+    h8 = (m.hist8[j] << _U8) | np.uint64(s)
+    m.hist8[j] = h8
+    hbits = cfg[_HISTORY_BITS]
+    ring = np.int64(1) << hbits
+    hmask = ring - 1
+    if m.hist.shape[1] > 0:
+        m.hist[j, t & hmask] = s
+    if cfg[_HAS_REC_COMPONENT]:
+        _update_rec(j, s, t, m, ring)
+    if widx[_MATCH] >= 0:
+        _update_match(j, s, h8, t, m, hmask, ring)
+    m.t[j] = t + 1
+
+
+@njit(cache=True, nogil=True)
+def _count(row, s, limit):
+    """Count byte ``s`` in ``row`` (256 counts), halving the row first when ``row[s]`` reached
+    ``limit``."""
+    if row[s] >= limit:
+        for v in range(256):
+            row[v] >>= 1
+    row[s] += 1
+
+
+@njit(cache=True, nogil=True)
+def _update_rec(j, s, t, m, ring):
+    cfg = m.cfg
+    S = m.S[j]
+    if S[_HAS_REC]:
+        _count(m.crec[j, S[_ABOVE]], s, cfg[_O1_LIMIT])
+    last0 = m.rlast[j, s, 0]
+    last1 = m.rlast[j, s, 1]
+    d1 = t + 1 - last0
+    d2 = last0 - last1
+    m.rlast[j, s, 1] = last0
+    m.rlast[j, s, 0] = t + 1
+    if last1 > 0 and d1 == d2 and d1 >= 2 and d1 < ring:
+        v = m.rvote[j] + 1 if m.rcand[j] == d1 else m.rvote[j] - 1
+        if v < 0:
+            m.rcand[j] = d1
+            v = 1
+        else:
+            v = min(v, 4 * cfg[_REC_VOTES])
+        m.rvote[j] = v
+        if v >= cfg[_REC_VOTES]:
+            m.rlen[j] = m.rcand[j]
+
+
+@njit(cache=True, nogil=True)
+def _update_match(j, s, h8, t, m, hmask, ring):
+    cfg = m.cfg
+    S = m.S[j]
+    hit = S[_HAS_MATCH] == 1 and S[_PRED] == s
+    if S[_HAS_MATCH]:
+        b = S[_BUCKET]
+        m.mhit[j, b] += 1 if hit else 0
+        m.mtot[j, b] += 1
+        if m.mtot[j, b] >= 1024:
+            m.mhit[j, b] >>= 1
+            m.mtot[j, b] >>= 1
+    mlen = m.mlen[j] + 1 if hit else 0
+    mptr = m.mptr[j] + 1 if hit else 0
+    pos = t + 1
+    bits = cfg[_HASH_BITS]
+    k = cfg[_MATCH_MIN]
+    kl = cfg[_MATCH_LONG]
+    if kl:
+        key2 = _hash(h8, kl, bits)
+        if pos >= kl:
+            if mlen < kl:
+                length, cand = _verify(j, m.mtab2, key2, pos, m, hmask, ring)
+                if length >= kl and length > mlen:
+                    mlen = length
+                    mptr = cand
+            m.mtab2[j, key2] = pos
+    key = _hash(h8, k, bits)
+    if mlen == 0 and pos >= k:
+        length, cand = _verify(j, m.mtab, key, pos, m, hmask, ring)
+        if length >= k:
+            mlen = length
+            mptr = cand
+    m.mlen[j] = mlen
+    m.mptr[j] = mptr
+    if pos >= k:
+        m.mtab[j, key] = pos
+
+
+@njit(cache=True, nogil=True)
+def step_lanes(lanes, lm, use_lm, out, m):
+    """Coded tables of the next byte of lanes ``lanes`` into ``out[lanes]`` (int32 [B, 256]);
+    ``lm`` is integer [B, 256] (ignored when ``use_lm`` is false)."""
+    for i in range(len(lanes)):
+        j = lanes[i]
+        _step_lane(j, lm[j], use_lm, out[j], m)
+
+
+@njit(cache=True, nogil=True)
+def update_lanes(lanes, symbols, m):
+    """Feed ``symbols[j]`` (bytes, int [B]) to each lane ``j`` in ``lanes``."""
+    for i in range(len(lanes)):
+        j = lanes[i]
+        _update_lane(j, np.int64(symbols[j]), m)
+
+
+@njit(cache=True, nogil=True)
+def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
+    """The encoder's fused loop: lane ``lanes[i]`` codes ``symbols[r, :counts[r]]`` (``r =
+    rows[i]``) with LM tables ``lm[r, p]``; the coded byte's interval goes to ``cums[r, p]``,
+    ``freqs[r, p]`` (int32). Equals step/update per position, lane by lane."""
+    table = np.empty(256, dtype=np.int32)
+    for i in range(len(rows)):
+        r = rows[i]
+        j = lanes[i]
+        for p in range(counts[r]):
+            _step_lane(j, lm[r, p], use_lm, table, m)
+            s = np.int64(symbols[r, p])
+            c = 0
+            for v in range(s):
+                c += table[v]
+            cums[r, p] = c
+            freqs[r, p] = table[s]
+            _update_lane(j, s, m)
