@@ -15,8 +15,10 @@ than 8 bits per byte plus its share of the bitmap.
 Streams of all chunks of one call are processed in groups of ``group`` lanes (any grouping
 gives the same bytes: lanes never interact). Inside a group, *round* ``k`` runs segment ``k``
 of every stream that has one: the encoder gets the model's tables for the round in one
-full-sequence call and steps the mixer through them; the decoder advances the model's step graph,
-the mixer and the rANS decoder together, one byte of every stream per step.
+full-sequence call and runs the mixer through them lane by lane (:meth:`AdaptiveMixer.code`,
+lanes spread over the model's worker threads); the decoder advances the model's step graph, the
+mixer and the rANS decoder together, one byte of every stream per step, and with several CPU
+workers decodes one group per worker concurrently.
 
 Body layout (after the chunk header; ``n`` streams in plane order, then stream order)::
 
