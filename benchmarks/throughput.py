@@ -10,10 +10,12 @@ default with the default codec ``LMCodec()`` (mode ``lm_mix``; ``--mode lm``: ``
 timing separately, inside those calls:
 
 * model time: ``full_freqs`` (encode) and ``decoder().step`` (decode), i.e. onnxruntime;
-* mixer time (``lm_mix``): ``AdaptiveMixer.code`` (encode), ``.step`` and ``.update`` (decode)
-  (integer mixing: numba-compiled kernels, or the numpy reference with ``LMCODEC_MIXER=numpy``);
+* mixer time (``lm_mix``): ``AdaptiveMixer.code`` (encode) and ``.decode`` (decode: the mixer
+  *and* the rANS decode step, fused in one compiled kernel; numba, or the numpy reference with
+  ``LMCODEC_MIXER=numpy``);
 * coder time: rANS ``encode_intervals`` (``lm_mix``) / ``encode_lanes`` (``lm``) and
-  ``RansLaneDecoder.decode_step`` (numpy);
+  ``RansLaneDecoder.decode_step`` (``lm``; numpy). A timed call made inside another one is
+  counted once, in the outer one;
 * with several cores, ``lm_mix`` decoding runs one group of streams per core concurrently
   (model step, mixer and rANS of a group in one thread): model, mixer and coder times are then
   thread-seconds summed over the groups, can add up to more than the wall time, and *other*
@@ -158,6 +160,7 @@ class Timers:
         self._patched: list[tuple[object, str, object]] = []
         self.model_threads: set[int] = set()
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def add(self, bucket: str, seconds: float) -> None:
         """Thread-safe: concurrent decode groups add their time from several threads."""
@@ -171,10 +174,15 @@ class Timers:
         timers = self
 
         def timed(*args, **kwargs):
+            local = timers._local
+            if getattr(local, "inside", False):  # nested in another timed call: counted there
+                return original(*args, **kwargs)
+            local.inside = True
             t = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                local.inside = False
                 timers.add(bucket, time.perf_counter() - t)
 
         self._patched.append((owner, name, original))
@@ -185,8 +193,7 @@ class Timers:
         self._patch(mixcoding, "encode_intervals", "coder")
         self._patch(lmcoding.RansLaneDecoder, "decode_step", "coder")
         self._patch(mixing.AdaptiveMixer, "code", "mixer")
-        self._patch(mixing.AdaptiveMixer, "step", "mixer")
-        self._patch(mixing.AdaptiveMixer, "update", "mixer")
+        self._patch(mixing.AdaptiveMixer, "decode", "mixer")
         self._patch(model, "full_freqs", "model")
         make_decoder = model.decoder
         timers = self

@@ -387,10 +387,8 @@ def _decode_group(model: FrequencyModel, members, segment_length: int, workers: 
         span = int(min(segment_length, lengths[active].max() - lo))
         for p in range(span):
             lm_rows[active] = stepper.step(tokens)
-            table = mixer.step(lm_rows)
             live = lengths > lo + p
-            sym = coder.decode_step(table, live)
-            mixer.update(sym, None if live.all() else live)
+            sym = mixer.decode(lm_rows, coder, live)
             decoded[:, lo + p] = sym
             tokens = sym[active].astype(np.int64)
     coder.finish()

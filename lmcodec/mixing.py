@@ -108,10 +108,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import CorruptChunkError
 from .frequency_model import N_SYMBOLS, TOTAL
+
+if TYPE_CHECKING:
+    from .rans import RansLaneDecoder
 
 try:
     from . import mixing_kernels as _kernels
@@ -744,6 +749,28 @@ class AdaptiveMixer:
         eq = (flat[base + (ci & hmask)] == flat[base + (pi & hmask)]) & (ci >= 0)
         length = np.cumprod(eq, axis=1).sum(axis=1)
         return np.where(ok, length, 0), cand
+
+    # ---------------------------------------------------------------- decoder
+    def decode(self, lm_freqs: np.ndarray, coder: "RansLaneDecoder", active: np.ndarray) -> np.ndarray:
+        """The decoder's step: :meth:`step`, ``coder.decode_step`` and :meth:`update` for the
+        lanes in ``active`` (bool ``[B]``); returns the decoded bytes (uint8 ``[B]``, 0 for
+        inactive lanes). ``coder`` is the :class:`~lmcodec.rans.RansLaneDecoder` of these lanes.
+        Raises :class:`~lmcodec.errors.CorruptChunkError` when a lane runs out of words."""
+        if self._pending:
+            raise RuntimeError("decode() between step() and update()")
+        active = np.asarray(active, dtype=bool)
+        if self.backend == "numpy":
+            sym = coder.decode_step(self.step(lm_freqs), active)
+            self.update(sym, active)
+            return sym
+        lm = self._lm_input(lm_freqs, (self.lanes, N_SYMBOLS))
+        if coder.lanes != self.lanes or active.shape != (self.lanes,):
+            raise ValueError("coder and active must have one entry per lane")
+        sym = np.zeros(self.lanes, dtype=np.uint8)
+        states, words, pos, end = coder.lane_arrays()
+        if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, sym, self._k_arrays):
+            raise CorruptChunkError("rANS lane ran out of words")
+        return sym
 
     # ---------------------------------------------------------------- encoder
     def code(self, lm_freqs: np.ndarray | None, symbols: np.ndarray, lanes: np.ndarray,

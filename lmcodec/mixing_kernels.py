@@ -11,6 +11,11 @@ sum below ``2**63``, so no result depends on the order of operations.
 
 The state is the mixer's own numpy arrays (``MixerArrays``), changed in place; a lane touches only
 its own rows, so disjoint lane sets can run concurrently (the kernels release the GIL).
+
+Entry points: :func:`step_lanes` / :func:`update_lanes` (one byte of many lanes, as
+``AdaptiveMixer.step`` / ``update``), :func:`code_lanes` (the encoder: many bytes of each lane,
+giving each coded byte's interval) and :func:`decode_lanes` (the decoder: table, rANS decode and
+update of one byte of many lanes in one call).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-__all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes"]
+__all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes", "decode_lanes"]
 
 _U8 = np.uint64(8)
 _BYTE = np.uint64(0xFF)
@@ -401,3 +406,38 @@ def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
             cums[r, p] = c
             freqs[r, p] = table[s]
             _update_lane(j, s, m)
+
+
+@njit(cache=True, nogil=True)
+def decode_lanes(lanes, lm, states, words, pos, end, symbols, m):
+    """The decoder's fused step: for each lane ``j`` in ``lanes``, its coded table (LM row
+    ``lm[j]``), the rANS decode of its next byte into ``symbols[j]`` and the mixer update.
+
+    ``states`` (uint64), ``words`` (uint16), ``pos`` and ``end`` (int64) are the arrays of a
+    :class:`lmcodec.rans.RansLaneDecoder`, advanced here by the rule of its ``decode_step``:
+    ``slot = x mod 2**16`` lies in exactly one interval ``[c, c + f)`` of the table (a contract
+    table: entries >= 1 summing to ``2**16``, which the mixer guarantees), then
+    ``x = f * (x >> 16) + slot - c`` and one word is read when ``x < 2**16``. Returns 0, or -1
+    when a lane needs a word beyond its own (a corrupt chunk).
+    """
+    table = np.empty(256, dtype=np.int32)
+    for i in range(len(lanes)):
+        j = lanes[i]
+        _step_lane(j, lm[j], True, table, m)
+        x = states[j]
+        slot = np.int64(x & _WORD)
+        c = 0
+        s = 0
+        while c + table[s] <= slot:
+            c += table[s]
+            s += 1
+        x = np.uint64(table[s]) * (x >> np.uint64(16)) + np.uint64(slot - c)
+        if x < np.uint64(65536):
+            if pos[j] >= end[j]:
+                return -1
+            x = (x << np.uint64(16)) | np.uint64(words[pos[j]])
+            pos[j] += 1
+        states[j] = x
+        symbols[j] = s
+        _update_lane(j, s, m)
+    return 0

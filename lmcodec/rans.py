@@ -291,6 +291,13 @@ class RansLaneDecoder:
         out[lanes] = s
         return out
 
+    def lane_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(states uint64 [B], words uint16, next word int64 [B], end int64 [B])``, the decoder's
+        own arrays, for a compiled caller that advances lanes itself by exactly the rule of
+        :meth:`decode_step` (:func:`lmcodec.mixing_kernels.decode_lanes`); :meth:`finish` checks
+        the result as usual."""
+        return self._x, self._words, self._pos, self._end
+
     def finish(self) -> None:
         """Check every lane consumed all of its words and ended at state ``L``."""
         if np.any(self._pos != self._end):

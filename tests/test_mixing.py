@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lmcodec.errors import CorruptChunkError
 from lmcodec.frequency_model import N_SYMBOLS, TOTAL
 from lmcodec.mixing import (
     BACKENDS,
@@ -120,21 +121,27 @@ def test_contract_with_saturated_state():
     _check_contract(mix_sequence(lm, sym))
 
 
-def _decode_with_mixer(lm: np.ndarray, states, words, counts, lengths):
+def _decode_with_mixer(lm: np.ndarray, states, words, counts, lengths, backend: str, fused: bool):
     B, n = lm.shape[:2]
-    mixer = AdaptiveMixer(B)
+    mixer = AdaptiveMixer(B, backend=backend)
     dec = RansLaneDecoder(states, words, counts)
     out = np.zeros((B, n), dtype=np.uint8)
     for p in range(n):
         act = lengths > p
-        s = dec.decode_step(mixer.step(lm[:, p]), act)
-        mixer.update(s, act)
+        if fused:
+            s = mixer.decode(lm[:, p], dec, act)
+        else:
+            s = dec.decode_step(mixer.step(lm[:, p]), act)
+            mixer.update(s, act)
         out[:, p] = s
     dec.finish()
     return out
 
 
-def test_encoder_tables_equal_decoder_tables_through_rans():
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fused", [True, False])
+def test_encoder_tables_equal_decoder_tables_through_rans(backend, fused):
+    """mix_sequence + rANS encode, then step/decode_step/update or the fused decode()."""
     rng = np.random.default_rng(2)
     B, n = 4, 700
     sym = np.stack([_text(n, 3), rng.integers(0, 256, n), np.zeros(n, np.int64), _text(n, 4)]).astype(np.uint8)
@@ -142,9 +149,14 @@ def test_encoder_tables_equal_decoder_tables_through_rans():
     lengths = np.array([n, n - 17, 0, 300])
     tables = mix_sequence(lm, sym, lengths)
     states, words, counts = encode_lanes(sym, lengths, tables)
-    decoded = _decode_with_mixer(lm, states, words, counts, lengths)
+    decoded = _decode_with_mixer(lm, states, words, counts, lengths, backend, fused)
     for i in range(B):
         assert np.array_equal(decoded[i, : lengths[i]], sym[i, : lengths[i]])
+    # a lane whose words are cut short is a corrupt chunk, not garbage or a crash
+    counts_short = counts.copy()
+    counts_short[0] -= 5
+    with pytest.raises(CorruptChunkError):
+        _decode_with_mixer(lm, states, words[5:], counts_short, lengths, backend, fused)
 
 
 def test_mix_sequence_equals_stepwise_and_is_deterministic():
