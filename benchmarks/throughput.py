@@ -1,7 +1,7 @@
 """CPU throughput of the LM codec: encode/decode KB/s per model, where the time goes, and how
 close the model gets to this CPU's float32 matmul throughput.
 
-    python benchmarks/throughput.py                      # shipped models + the fast preset
+    python benchmarks/throughput.py                      # the shipped models (small, tiny, fast)
     python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
     python benchmarks/throughput.py --mode lm            # the model alone (LMCodec(mix=False))
 
@@ -68,7 +68,7 @@ from lmcodec.model.spec import ModelConfig  # noqa: E402
 from lmcodec.preprocess import join_planes, plane_layout, shuffle_dtype, split_planes  # noqa: E402
 from lmcodec.transforms import Transform, apply_transform, choose_coding, invert_transform  # noqa: E402
 
-DEFAULT_MODELS = "lm-small-v1,lm-tiny-v1,preset:fast"
+DEFAULT_MODELS = "lm-small-v1,lm-tiny-v1,lm-fast-v1"
 
 
 # -- what is measured --------------------------------------------------------------------------
