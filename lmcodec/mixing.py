@@ -164,10 +164,6 @@ BACKENDS = ("numba", "numpy")
 numpy reference in this module. Tests require identical output from both."""
 
 
-def _cpu_count() -> int:
-    return os.cpu_count() or 1
-
-
 def default_backend() -> str:
     """``numba`` when it is installed, else ``numpy``; the environment variable
     ``LMCODEC_MIXER=numpy`` forces the reference implementation."""
@@ -419,7 +415,7 @@ class AdaptiveMixer:
         self._pending = False
         self.reset()
         self._k_arrays = self._kernel_arrays() if backend == "numba" else None
-        self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32)  # placeholder argument when no LM
+        self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32) if backend == "numba" else None  # kernel argument
 
     def _kernel_arrays(self) -> "_kernels.MixerArrays":
         """The state arrays (shared, not copied), scratch and constants of the compiled kernels;
@@ -801,7 +797,7 @@ class AdaptiveMixer:
         if self.backend == "numba":
             use = lm_freqs is not None
             lm = lm_freqs if use else np.zeros((m, n, 0), dtype=np.int32)
-            parts = np.array_split(np.arange(m), max(1, min(m, 2 * _cpu_count())))
+            parts = np.array_split(np.arange(m), max(1, min(m, 2 * (os.cpu_count() or 1))))
 
             def run(rows: np.ndarray) -> None:
                 _kernels.code_lanes(rows, lanes[rows], lm, use, symbols, counts, cum, freq, self._k_arrays)

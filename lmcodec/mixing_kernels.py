@@ -25,14 +25,21 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .frequency_model import N_SYMBOLS, PRECISION_BITS, TOTAL
+from .rans import STATE_LOWER, WORD_BITS
+
 __all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes", "decode_lanes"]
 
 _U8 = np.uint64(8)
 _BYTE = np.uint64(0xFF)
-_WORD = np.uint64(0xFFFF)
-_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_SPARE = 65280
-_TOTAL = 65536
+_LAST_TWO = np.uint64(0xFFFF)
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # = lmcodec.mixing._HASH_MUL (mixing imports this module, not the reverse)
+_SPARE = TOTAL - N_SYMBOLS
+_TOTAL = TOTAL
+_SLOT_MASK = np.uint64(TOTAL - 1)
+_PREC = np.uint64(PRECISION_BITS)
+_STATE_LOWER = np.uint64(STATE_LOWER)
+_WORD_SHIFT = np.uint64(WORD_BITS)
 
 
 class MixerArrays(NamedTuple):
@@ -156,7 +163,7 @@ def _step_lane(j, lm, use_lm, out, m):
             L[2, s] = KT8[m.c1[j, prev1, s]]
     if widx[_C2] >= 0:
         bits = cfg[_O2_BITS]
-        h2 = np.int64(((h8 & _WORD) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
+        h2 = np.int64(((h8 & _LAST_TWO) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
         S[_H2] = h2
         for s in range(256):
             L[3, s] = KT8[m.c2[j, h2, s]]
@@ -425,17 +432,17 @@ def decode_lanes(lanes, lm, states, words, pos, end, symbols, m):
         j = lanes[i]
         _step_lane(j, lm[j], True, table, m)
         x = states[j]
-        slot = np.int64(x & _WORD)
+        slot = np.int64(x & _SLOT_MASK)
         c = 0
         s = 0
         while c + table[s] <= slot:
             c += table[s]
             s += 1
-        x = np.uint64(table[s]) * (x >> np.uint64(16)) + np.uint64(slot - c)
-        if x < np.uint64(65536):
+        x = np.uint64(table[s]) * (x >> _PREC) + np.uint64(slot - c)
+        if x < _STATE_LOWER:
             if pos[j] >= end[j]:
                 return -1
-            x = (x << np.uint64(16)) | np.uint64(words[pos[j]])
+            x = (x << _WORD_SHIFT) | np.uint64(words[pos[j]])
             pos[j] += 1
         states[j] = x
         symbols[j] = s
