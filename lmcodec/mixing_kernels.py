@@ -156,26 +156,31 @@ def _step_lane(j, lm, use_lm, out, m):
             f = 0 if f < 0 else (_TOTAL if f > _TOTAL else f)
             L[0, s] = LG[f]
     if widx[_C0] >= 0:
+        c0 = m.c0[j]
         for s in range(256):
-            L[1, s] = LG[2 * np.int64(m.c0[j, s]) + 1]
+            L[1, s] = LG[2 * np.int64(c0[s]) + 1]
     if widx[_C1] >= 0:
+        c1 = m.c1[j, prev1]
         for s in range(256):
-            L[2, s] = KT8[m.c1[j, prev1, s]]
+            L[2, s] = KT8[c1[s]]
     if widx[_C2] >= 0:
         bits = cfg[_O2_BITS]
         h2 = np.int64(((h8 & _LAST_TWO) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
         S[_H2] = h2
+        c2 = m.c2[j, h2]
         for s in range(256):
-            L[3, s] = KT8[m.c2[j, h2, s]]
+            L[3, s] = KT8[c2[s]]
     if widx[_REC] >= 0:
-        rl = m.rfixed[j] if m.rfixed[j] > 0 else m.rlen[j]
+        rfixed = m.rfixed[j]
+        rl = rfixed if rfixed > 0 else m.rlen[j]
         has_rec = rl > 0 and t >= rl
         above = np.int64(m.hist[j, (t - rl) & hmask])
         S[_ABOVE] = above
         S[_HAS_REC] = 1 if has_rec else 0
         if has_rec:
+            crec = m.crec[j, above]
             for s in range(256):
-                L[4, s] = KT8[m.crec[j, above, s]]
+                L[4, s] = KT8[crec[s]]
     sel = 0
     pred = 0
     mscore = 0
@@ -187,23 +192,25 @@ def _step_lane(j, lm, use_lm, out, m):
             h = np.int64(m.mhit[j, bucket])
             miss = np.int64(m.mtot[j, bucket]) - h
             mscore = np.int64(LG[2 * h + 1]) - LG[2 * miss + 1] + LG[255]
-        sel = m.set_of_len[min(ml, len(m.set_of_len) - 1)]
+        set_of_len = m.set_of_len
+        sel = set_of_len[min(ml, len(set_of_len) - 1)]
         S[_BUCKET] = bucket
         S[_HAS_MATCH] = 1 if ml > 0 else 0
     S[_SEL] = sel
     S[_PRED] = pred
     S[_MSCORE] = mscore
     # geometric mix: z(s) = (sum_i (w_i >> 4) * l_i(s)) >> 12, held in q until q = EXP[d]
-    w0 = m.w[j, sel, widx[0]] >> 4 if widx[0] >= 0 else 0
-    w1 = m.w[j, sel, widx[1]] >> 4 if widx[1] >= 0 else 0
-    w2 = m.w[j, sel, widx[2]] >> 4 if widx[2] >= 0 else 0
-    w3 = m.w[j, sel, widx[3]] >> 4 if widx[3] >= 0 else 0
-    w4 = m.w[j, sel, widx[4]] >> 4 if widx[4] >= 0 else 0
+    w = m.w[j, sel]
+    w0 = w[widx[0]] >> 4 if widx[0] >= 0 else 0
+    w1 = w[widx[1]] >> 4 if widx[1] >= 0 else 0
+    w2 = w[widx[2]] >> 4 if widx[2] >= 0 else 0
+    w3 = w[widx[3]] >> 4 if widx[3] >= 0 else 0
+    w4 = w[widx[4]] >> 4 if widx[4] >= 0 else 0
     z = m.q[j]
     for s in range(256):
         z[s] = w0 * L[0, s] + w1 * L[1, s] + w2 * L[2, s] + w3 * L[3, s] + w4 * L[4, s]
     if widx[_MATCH] >= 0:
-        z[pred] += (m.w[j, sel, widx[_MATCH]] >> 4) * mscore
+        z[pred] += (w[widx[_MATCH]] >> 4) * mscore
     zmax = z[0] >> 12
     for s in range(256):
         z[s] >>= 12
@@ -218,8 +225,9 @@ def _step_lane(j, lm, use_lm, out, m):
     G = m.G[j]
     _to_table(q, Q, G)
     # safety switch with the uniform table
-    w_g = EXP[-m.vsw[j, 0]] >> 14
-    w_u = EXP[-m.vsw[j, 1]] >> 14
+    vsw = m.vsw[j]
+    w_g = EXP[-vsw[0]] >> 14
+    w_u = EXP[-vsw[1]] >> 14
     x = m.x[j]
     for s in range(256):
         x[s] = w_g * G[s] + w_u * 256
@@ -229,13 +237,14 @@ def _step_lane(j, lm, use_lm, out, m):
 @njit(cache=True, nogil=True)
 def _verify(j, table, key, pos, m, hmask, ring):
     """(verified match length 0..16, candidate position) from ``table[j, key]``."""
+    hist = m.hist[j]
     cand = np.int64(table[j, key])
     if not (cand > 0 and pos - cand < ring - 16 - 1):
         return 0, cand
     n = 0
     for k in range(1, 17):
         ci = cand - k
-        if ci < 0 or m.hist[j, ci & hmask] != m.hist[j, (pos - k) & hmask]:
+        if ci < 0 or hist[ci & hmask] != hist[(pos - k) & hmask]:
             break
         n += 1
     return n, cand
@@ -259,6 +268,7 @@ def _update_lane(j, s, m):
     t = m.t[j]
     # ---- weights
     lr_t = cfg[_LR] * (1 + ((cfg[_LR_BOOST] - 1) * cfg[_LR_BOOST_STEPS]) // (cfg[_LR_BOOST_STEPS] + t))
+    w = m.w[j, sel]
     for c in range(5):
         k = widx[c]
         if k >= 0:
@@ -266,23 +276,24 @@ def _update_lane(j, s, m):
             for v in range(256):
                 acc += q[v] * L[c, v]
             grad = np.int64(L[c, s]) - acc // Q
-            nw = m.w[j, sel, k] + ((grad * lr_t + 512) >> 10)
-            m.w[j, sel, k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
+            nw = w[k] + ((grad * lr_t + 512) >> 10)
+            w[k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
     if widx[_MATCH] >= 0:
         pred = S[_PRED]
         ms = S[_MSCORE]
         grad = (ms if pred == s else 0) - (q[pred] * ms) // Q
         k = widx[_MATCH]
-        nw = m.w[j, sel, k] + ((grad * lr_t + 512) >> 10)
-        m.w[j, sel, k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
+        nw = w[k] + ((grad * lr_t + 512) >> 10)
+        w[k] = min(max(nw, cfg[_W_MIN]), cfg[_W_MAX])
     # ---- switch log-weights
     log_total = np.int64(LG[_TOTAL])
-    v0 = m.vsw[j, 0] - (log_total - LG[m.G[j, s]])
-    v1 = m.vsw[j, 1] - log_total // 2
+    vsw = m.vsw[j]
+    v0 = vsw[0] - (log_total - LG[m.G[j, s]])
+    v1 = vsw[1] - log_total // 2
     top = max(v0, v1)
     floor = -cfg[_SWITCH_CLAMP] * 256
-    m.vsw[j, 0] = max(v0 - top, floor)
-    m.vsw[j, 1] = max(v1 - top, floor)
+    vsw[0] = max(v0 - top, floor)
+    vsw[1] = max(v1 - top, floor)
     # ---- counts
     if widx[_C0] >= 0:
         _count(m.c0[j], s, cfg[_O0_LIMIT])
@@ -321,22 +332,24 @@ def _update_rec(j, s, t, m, ring):
     S = m.S[j]
     if S[_HAS_REC]:
         _count(m.crec[j, S[_ABOVE]], s, cfg[_O1_LIMIT])
-    last0 = m.rlast[j, s, 0]
-    last1 = m.rlast[j, s, 1]
+    rlast = m.rlast[j, s]
+    last0 = rlast[0]
+    last1 = rlast[1]
     d1 = t + 1 - last0
     d2 = last0 - last1
-    m.rlast[j, s, 1] = last0
-    m.rlast[j, s, 0] = t + 1
+    rlast[1] = last0
+    rlast[0] = t + 1
     if last1 > 0 and d1 == d2 and d1 >= 2 and d1 < ring:
-        v = m.rvote[j] + 1 if m.rcand[j] == d1 else m.rvote[j] - 1
+        rcand, rvote = m.rcand, m.rvote
+        v = rvote[j] + 1 if rcand[j] == d1 else rvote[j] - 1
         if v < 0:
-            m.rcand[j] = d1
+            rcand[j] = d1
             v = 1
         else:
             v = min(v, 4 * cfg[_REC_VOTES])
-        m.rvote[j] = v
+        rvote[j] = v
         if v >= cfg[_REC_VOTES]:
-            m.rlen[j] = m.rcand[j]
+            m.rlen[j] = rcand[j]
 
 
 @njit(cache=True, nogil=True)
@@ -346,11 +359,12 @@ def _update_match(j, s, h8, t, m, hmask, ring):
     hit = S[_HAS_MATCH] == 1 and S[_PRED] == s
     if S[_HAS_MATCH]:
         b = S[_BUCKET]
-        m.mhit[j, b] += 1 if hit else 0
-        m.mtot[j, b] += 1
-        if m.mtot[j, b] >= 1024:
-            m.mhit[j, b] >>= 1
-            m.mtot[j, b] >>= 1
+        mhit, mtot = m.mhit[j], m.mtot[j]
+        mhit[b] += 1 if hit else 0
+        mtot[b] += 1
+        if mtot[b] >= 1024:
+            mhit[b] >>= 1
+            mtot[b] >>= 1
     mlen = m.mlen[j] + 1 if hit else 0
     mptr = m.mptr[j] + 1 if hit else 0
     pos = t + 1
@@ -360,22 +374,24 @@ def _update_match(j, s, h8, t, m, hmask, ring):
     if kl:
         key2 = _hash(h8, kl, bits)
         if pos >= kl:
+            mtab2 = m.mtab2
             if mlen < kl:
-                length, cand = _verify(j, m.mtab2, key2, pos, m, hmask, ring)
+                length, cand = _verify(j, mtab2, key2, pos, m, hmask, ring)
                 if length >= kl and length > mlen:
                     mlen = length
                     mptr = cand
-            m.mtab2[j, key2] = pos
+            mtab2[j, key2] = pos
     key = _hash(h8, k, bits)
+    mtab = m.mtab
     if mlen == 0 and pos >= k:
-        length, cand = _verify(j, m.mtab, key, pos, m, hmask, ring)
+        length, cand = _verify(j, mtab, key, pos, m, hmask, ring)
         if length >= k:
             mlen = length
             mptr = cand
     m.mlen[j] = mlen
     m.mptr[j] = mptr
     if pos >= k:
-        m.mtab[j, key] = pos
+        mtab[j, key] = pos
 
 
 @njit(cache=True, nogil=True)
