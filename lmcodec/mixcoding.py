@@ -14,7 +14,7 @@ than 8 bits per byte plus its share of the bitmap.
 
 Streams of all chunks of one call are processed in groups of ``group`` lanes (any grouping
 gives the same bytes: lanes never interact). Inside a group, *round* ``k`` runs segment ``k``
-of every stream that has one: the encoder gets the model's tables for the round in one
+of every stream that has one: the encoder gets the model's tables for a block of rounds in one
 full-sequence call and runs the mixer through them lane by lane (:meth:`AdaptiveMixer.code`,
 lanes spread over the model's worker threads); the decoder advances the model's step graph, the
 mixer and the rANS decoder together, one byte of every stream per step, and with several CPU
@@ -63,7 +63,10 @@ MAX_RECORD_LENGTH = (1 << DEFAULT_CONFIG.history_bits) - 1
 """Largest explicit record length, bytes (65535: the mixer looks back through a 64 KiB history)."""
 DEFAULT_GROUP = 64
 """Streams processed together (memory: about 1 MB of mixer state per stream, plus the model's
-tables of one round, ``group * segment_length * 1 KiB`` while encoding)."""
+tables, at most about ``ENCODE_TABLE_BYTES``, while encoding)."""
+ENCODE_TABLE_BYTES = 64 << 20
+"""The encoder's budget for model tables (1 KiB per byte): a group takes as many rounds per model
+call as fit, and at least one."""
 
 _STATE_BYTES = 4
 _WORD_BYTES = 2
@@ -186,30 +189,43 @@ def _mixed_intervals(
     records: list[int],
     segment_length: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The coded symbol's ``(cum, freq)`` at every position of every stream of a group."""
+    """The coded symbol's ``(cum, freq)`` at every position of every stream of a group.
+
+    Rounds are taken ``rounds`` at a time (as many as keep the model's tables within
+    ``ENCODE_TABLE_BYTES``): one model call gives the tables of every segment of those rounds, then
+    the mixer runs through all of them lane by lane, so a lane's state is loaded into the cache
+    once per block of rounds rather than once per segment. The intervals do not depend on it.
+    """
     n = len(symbols)
     lengths = np.array([len(s) for s in symbols], dtype=np.int64)
     width = int(lengths.max())
     cums = np.zeros((n, width), dtype=np.int32)
     freqs = np.ones((n, width), dtype=np.int32)
     mixer = _new_mixer(n, records)
-    for k in range(-(-width // segment_length)):
-        lo = k * segment_length
+    seg = segment_length
+    rounds = max(1, ENCODE_TABLE_BYTES // (n * seg * N_SYMBOLS * 4))
+    block = rounds * seg
+    for lo in range(0, width, block):
         active = np.flatnonzero(lengths > lo)
-        seg_len = np.minimum(lengths[active] - lo, segment_length)
-        span = int(seg_len.max())
-        tokens = np.zeros((len(active), span), dtype=np.int64)
-        seg_syms = np.zeros((len(active), span), dtype=np.uint8)
+        count = np.minimum(lengths[active] - lo, block)  # bytes of each active lane in this block
+        n_seg = -(-count // seg)  # segments of each active lane in this block
+        tokens = np.zeros((len(active), rounds, seg), dtype=np.int64)
+        block_syms = np.zeros((len(active), block), dtype=np.uint8)
         for j, i in enumerate(active):
-            seg = symbols[i][lo : lo + int(seg_len[j])]
-            tokens[j, 0] = start_token(kinds[i])
-            tokens[j, 1 : len(seg)] = seg[:-1]
-            seg_syms[j, : len(seg)] = seg
-        lm = model.full_freqs(tokens)
-        cum, freq = mixer.code(lm, seg_syms, active, seg_len, getattr(model, "parallel", None))
+            part = symbols[i][lo : lo + int(count[j])]
+            block_syms[j, : len(part)] = part
+            for r in range(int(n_seg[j])):
+                piece = part[r * seg : (r + 1) * seg]
+                tokens[j, r, 0] = start_token(kinds[i])
+                tokens[j, r, 1 : len(piece)] = piece[:-1]
+        used = np.arange(rounds)[None, :] < n_seg[:, None]  # rows holding a real segment
+        lm = np.ones((len(active), rounds, seg, N_SYMBOLS), dtype=np.int32)
+        lm[used] = model.full_freqs(tokens[used])
+        cum, freq = mixer.code(lm.reshape(len(active), block, N_SYMBOLS), block_syms, active, count,
+                               getattr(model, "parallel", None))
         for j, i in enumerate(active):
-            cums[i, lo : lo + int(seg_len[j])] = cum[j, : seg_len[j]]
-            freqs[i, lo : lo + int(seg_len[j])] = freq[j, : seg_len[j]]
+            cums[i, lo : lo + int(count[j])] = cum[j, : count[j]]
+            freqs[i, lo : lo + int(count[j])] = freq[j, : count[j]]
     return cums, freqs
 
 

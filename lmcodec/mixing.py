@@ -412,8 +412,7 @@ class AdaptiveMixer:
             self.mlen = np.zeros(B, dtype=np.int64)
             self.mhit = np.zeros((B, MATCH_BUCKETS), dtype=np.int32)
             self.mtot = np.zeros((B, MATCH_BUCKETS), dtype=np.int32)
-        self._pending = False
-        self.reset()
+        self._start(self._ar)  # every other state array starts as the zeros just allocated
         self._k_arrays = self._kernel_arrays() if backend == "numba" else None
         self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32) if backend == "numba" else None  # kernel argument
 
@@ -454,18 +453,18 @@ class AdaptiveMixer:
         """Start the lanes in ``mask`` (bool ``[B]``, default all) as new, empty streams (this
         also forgets an explicit record length)."""
         idx = self._ar if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
-        cfg = self.config
-        init = np.array([cfg.init_weights[COMPONENTS.index(k)] for k in cfg.components], dtype=np.int64)
-        self.w[idx] = init
-        self.vsw[idx] = (0, -cfg.switch_init_bits * LOG_ONE)
-        self.t[idx] = 0
-        self.hist8[idx] = 0
-        self.rfixed[idx] = 0
-        for name in ("c0", "c1", "c2", "crec", "rlast", "rcand", "rvote", "rlen", "hist", "mtab", "mtab2",
-                     "mptr", "mlen", "mhit", "mtot"):
+        for name in ("t", "hist8", "rfixed", "c0", "c1", "c2", "crec", "rlast", "rcand", "rvote", "rlen", "hist",
+                     "mtab", "mtab2", "mptr", "mlen", "mhit", "mtot"):
             a = getattr(self, name, None)
             if a is not None:
                 a[idx] = 0
+        self._start(idx)
+
+    def _start(self, idx: np.ndarray) -> None:
+        """Set the non-zero initial state (weights, switch) of lanes ``idx``."""
+        cfg = self.config
+        self.w[idx] = np.array([cfg.init_weights[COMPONENTS.index(k)] for k in cfg.components], dtype=np.int64)
+        self.vsw[idx] = (0, -cfg.switch_init_bits * LOG_ONE)
         self._pending = False
 
     # ---------------------------------------------------------------- step

@@ -1,7 +1,9 @@
-"""Lane-parallel rANS (range asymmetric numeral systems) coder in pure numpy.
+"""Lane-parallel rANS (range asymmetric numeral systems) coder.
 
 Many independent *lanes* (one per segment) are coded side by side: the Python loop runs over
 positions only and every lane is advanced by vectorised numpy operations at each position.
+:func:`encode_intervals` (the mixed mode's encoder, given each symbol's interval) instead runs a
+compiled (numba) loop per lane; tests require the same bitstream as :func:`encode_lanes`.
 
 Parameters (frozen; they define the bitstream):
 
@@ -32,6 +34,7 @@ Arithmetic is done in uint64 so that no intermediate value can overflow.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .errors import CorruptChunkError
 from .frequency_model import N_SYMBOLS, PRECISION_BITS, TOTAL
@@ -165,7 +168,35 @@ def encode_intervals(
                         or (c_used + f_used).max() > TOTAL):
         raise ValueError("symbol interval outside the 16-bit frequency range")
 
-    return _encode_reverse(lengths, n, lambda p, lanes: (cums[lanes, p], freqs[lanes, p]))
+    states = np.empty(n_lanes, dtype=np.int64)
+    words = np.empty((n_lanes, n), dtype=np.uint16)
+    counts = np.empty(n_lanes, dtype=np.int64)
+    _encode_interval_lanes(np.ascontiguousarray(cums, dtype=np.int64), np.ascontiguousarray(freqs, dtype=np.int64),
+                           lengths.astype(np.int64), states, words, counts)
+    flat = words[np.arange(n)[None, :] < counts[:, None]]
+    return states.astype(np.uint32), flat, counts
+
+
+@njit(cache=True, nogil=True)
+def _encode_interval_lanes(cums, freqs, lengths, states, words, counts):
+    """Compiled per-lane form of :func:`_encode_reverse` (same rule, same output): lane ``i``
+    is encoded backwards over its ``lengths[i]`` intervals; its words go to ``words[i,
+    :counts[i]]`` in decoding order and its final state to ``states[i]``. All values are int64:
+    ``x < 2**32`` and ``f <= 2**16`` keep every intermediate below ``2**48``."""
+    for i in range(len(lengths)):
+        x = STATE_LOWER
+        k = 0
+        row = words[i]
+        for p in range(lengths[i] - 1, -1, -1):
+            f = freqs[i, p]
+            if x >= f << PRECISION_BITS:
+                row[k] = x & ((1 << WORD_BITS) - 1)
+                k += 1
+                x >>= WORD_BITS
+            x = ((x // f) << PRECISION_BITS) + x % f + cums[i, p]
+        row[:k] = row[:k][::-1].copy()
+        states[i] = x
+        counts[i] = k
 
 
 def _encode_reverse(lengths: np.ndarray, n: int, interval) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

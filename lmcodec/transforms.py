@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import enum
 import lzma
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -116,21 +118,30 @@ def candidates(n_elements: int, record: int) -> list[Transform]:
     return out
 
 
-def _proxy_size(data: np.ndarray) -> int:
-    """Bytes LZMA2 (preset 9, 64 KiB dictionary, raw) codes the uint8 array ``data`` to."""
-    return len(lzma.compress(data.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
+def _proxy_sizes(blobs: list[np.ndarray]) -> list[int]:
+    """Bytes LZMA2 (preset 9, 64 KiB dictionary, raw) codes each uint8 array of ``blobs`` to,
+    computed concurrently on up to one thread per core (``lzma`` releases the GIL)."""
+
+    def size(blob: np.ndarray) -> int:
+        return len(lzma.compress(blob.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
+
+    workers = min(len(blobs), os.cpu_count() or 1)
+    if workers < 2:
+        return [size(b) for b in blobs]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(size, blobs))
 
 
-def _choose_shuffled(data: np.ndarray, dtype, record: int) -> tuple[Transform, int]:
-    """``(transform, proxy size)`` of the candidate whose shuffled residuals LZMA2 compresses
-    smallest (ties: the lower id)."""
+def _shuffled_candidates(data: np.ndarray, dtype, record: int) -> list[tuple[Transform, np.ndarray]]:
+    """Each candidate transform with its shuffled residuals (uint8)."""
     n = _elements(data, dtype)[0].shape[0]
-    best, best_size = Transform.NONE, -1
-    for t in candidates(n, record):
-        size = _proxy_size(shuffle(apply_transform(data, dtype, t, record), dtype))
-        if best_size < 0 or size < best_size:
-            best, best_size = t, size
-    return best, best_size
+    return [(t, shuffle(apply_transform(data, dtype, t, record), dtype)) for t in candidates(n, record)]
+
+
+def _best(transforms: list[Transform], sizes: list[int]) -> tuple[Transform, int]:
+    """``(transform, size)`` of the smallest size (ties: the earlier, i.e. lower, id)."""
+    i = int(np.argmin(sizes))
+    return transforms[i], sizes[i]
 
 
 def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
@@ -138,7 +149,8 @@ def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
     compresses smallest (ties: the lower id); ``none`` for chunks under 256 bytes."""
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Transform.NONE
-    return _choose_shuffled(data, dtype, record)[0]
+    shuffled = _shuffled_candidates(data, dtype, record)
+    return _best([t for t, _ in shuffled], _proxy_sizes([b for _, b in shuffled]))[0]
 
 
 def _plain_record(record: int, itemsize: int, max_record: int) -> int:
@@ -155,7 +167,10 @@ def choose_coding(data: np.ndarray, dtype, record: int, max_record: int) -> Codi
     dt = shuffle_dtype(dtype)
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Coding(dt, Transform.NONE, record)
-    transform, size = _choose_shuffled(data, dt, record)
-    if dt is not None and dt.itemsize > 1 and _proxy_size(data) < _PLAIN_MARGIN * size:
+    shuffled = _shuffled_candidates(data, dt, record)
+    try_plain = dt is not None and dt.itemsize > 1
+    sizes = _proxy_sizes([b for _, b in shuffled] + ([data] if try_plain else []))
+    transform, size = _best([t for t, _ in shuffled], sizes[: len(shuffled)])
+    if try_plain and sizes[-1] < _PLAIN_MARGIN * size:
         return Coding(None, Transform.NONE, _plain_record(record, dt.itemsize, max_record))
     return Coding(dt, transform, record)

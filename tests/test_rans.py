@@ -302,13 +302,18 @@ def test_decoder_rejects_bad_arrays() -> None:
         dec.finish()
 
 
-def test_encode_intervals_equals_encode_lanes():
+@pytest.mark.parametrize("extreme", [False, True])
+def test_encode_intervals_equals_encode_lanes(extreme: bool):
+    """The compiled interval encoder writes the same bitstream as the numpy table encoder,
+    also with the extreme entries 1 and MAX_FREQ (``extreme``: one symbol takes all but 255)."""
     from lmcodec.rans import encode_intervals
 
     rng = np.random.default_rng(11)
     n_lanes, n = 5, 300
     raw = rng.integers(1, 500, (n_lanes, n, 256))
-    freqs = 1 + raw * (TOTAL - 256) // raw.sum(axis=-1, keepdims=True)
+    if extreme:
+        raw = np.zeros_like(raw)
+    freqs = 1 + raw * (TOTAL - 256) // np.maximum(raw.sum(axis=-1, keepdims=True), 1)
     freqs[..., 0] += TOTAL - freqs.sum(axis=-1)
     symbols = rng.integers(0, 256, (n_lanes, n), dtype=np.uint8)
     lengths = np.array([0, 1, 150, 299, 300])
