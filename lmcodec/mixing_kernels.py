@@ -144,25 +144,26 @@ def _step_lane(j, lm, use_lm, out, m):
     t = m.t[j]
     prev1 = np.int64(h8 & _BYTE)
     S[_PREV1] = prev1
-    for s in range(256):
-        L[0, s] = 0
-        L[1, s] = 0
-        L[2, s] = 0
-        L[3, s] = 0
-        L[4, s] = 0
+    # dense inputs; an absent one is a row of zeros
     if widx[_LM] >= 0 and use_lm:
         for s in range(256):
             f = np.int64(lm[s])
             f = 0 if f < 0 else (_TOTAL if f > _TOTAL else f)
             L[0, s] = LG[f]
+    else:
+        L[0, :] = 0
     if widx[_C0] >= 0:
         c0 = m.c0[j]
         for s in range(256):
             L[1, s] = LG[2 * np.int64(c0[s]) + 1]
+    else:
+        L[1, :] = 0
     if widx[_C1] >= 0:
         c1 = m.c1[j, prev1]
         for s in range(256):
             L[2, s] = KT8[c1[s]]
+    else:
+        L[2, :] = 0
     if widx[_C2] >= 0:
         bits = cfg[_O2_BITS]
         h2 = np.int64(((h8 & _LAST_TWO) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
@@ -170,6 +171,8 @@ def _step_lane(j, lm, use_lm, out, m):
         c2 = m.c2[j, h2]
         for s in range(256):
             L[3, s] = KT8[c2[s]]
+    else:
+        L[3, :] = 0
     if widx[_REC] >= 0:
         rfixed = m.rfixed[j]
         rl = rfixed if rfixed > 0 else m.rlen[j]
@@ -181,6 +184,10 @@ def _step_lane(j, lm, use_lm, out, m):
             crec = m.crec[j, above]
             for s in range(256):
                 L[4, s] = KT8[crec[s]]
+        else:
+            L[4, :] = 0
+    else:
+        L[4, :] = 0
     sel = 0
     pred = 0
     mscore = 0
