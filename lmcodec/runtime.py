@@ -15,8 +15,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
-from lmcodec.model.spec import ModelConfig
+from lmcodec.frequency_model import N_SYMBOLS
+from lmcodec.model.spec import FREQ_SPREAD, OUT_LUT_SIZE, ModelConfig, output_exp_table
 
 _TOKENS_PER_RUN = 2048
 """Full-graph mini-batch size in tokens (the output alone is 1 KiB per token). Measured on the
@@ -37,6 +39,50 @@ def cache_block(context_length: int) -> int:
     32, or 64 for contexts of 512 and more (measured fastest on a 2-core Zen 4: fewer, larger
     per-lane products against less masked waste in the last block)."""
     return 64 if context_length >= 512 else 32
+
+
+_OUT_EXP = output_exp_table().astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _tables_from_gaps(rows, exp):
+    """In place: each row of output-table indices (int32 ``[m, 256]``) becomes its frequency
+    table, ``1 + floor(E[g] * 65280 / sum(E[g]))`` plus the remainder to ``TOTAL`` at the first
+    entry with ``g = 0`` (the first largest ``E``): :func:`lmcodec.model.reference.frequencies`.
+
+    ``E[g] <= 4096`` and ``sum(E[g]) <= 2**20``, so every product is below ``2**28``; the quotient
+    is estimated in float64 and corrected with the exact integer remainder (as
+    :func:`lmcodec.mixing_kernels._to_table`). Indices are clamped to the table only so that a
+    broken graph cannot read outside it; the full graph already clamps them.
+    """
+    e = np.empty(N_SYMBOLS, dtype=np.int64)
+    top = OUT_LUT_SIZE - 1
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        total = 0
+        first = -1
+        for v in range(N_SYMBOLS):
+            g = min(max(np.int64(row[v]), 0), top)
+            if g == 0 and first < 0:
+                first = v
+            e[v] = exp[g]
+            total += e[v]
+        inv = FREQ_SPREAD / total
+        spread = 0
+        for v in range(N_SYMBOLS):
+            f = np.int64(e[v] * inv)
+            r = e[v] * FREQ_SPREAD - f * total
+            f += (r >= total) - (r < 0)
+            row[v] = f + 1
+            spread += f
+        row[max(first, 0)] += FREQ_SPREAD - spread
+
+
+def tables_from_gaps(gaps: np.ndarray) -> np.ndarray:
+    """The frequency tables (int32 ``[..., 256]``, rows summing to ``TOTAL``) of the full graph's
+    ``gaps`` output, computed in place (``gaps`` must be a C-contiguous int32 array)."""
+    _tables_from_gaps(gaps.reshape(-1, N_SYMBOLS), _OUT_EXP)
+    return gaps
 
 
 def available_devices() -> list[str]:
@@ -84,6 +130,7 @@ class OnnxFrequencyModel:
         self._lock = threading.Lock()
         self._full = None
         self._step = None
+        self._full_output = ""
         self._pool = None
         self._pool_pid = 0
         self._on_gpu: bool | None = None
@@ -115,6 +162,7 @@ class OnnxFrequencyModel:
             if self._full is None:
                 self._full = self._session(self.full_path)
                 self._step = self._session(self.step_path)
+                self._full_output = self._full.get_outputs()[0].name  # "gaps", or "freqs" (older export)
         return self._full, self._step
 
     def parallel(self, fn, items: list) -> list:
@@ -142,18 +190,21 @@ class OnnxFrequencyModel:
         if b == 0 or n == 0:
             return out
         full, _ = self._sessions()
+        name = self._full_output
         rows = max(1, min(_TOKENS_PER_RUN // n, _SCORES_PER_RUN // (self.config.n_heads * n * n)))
         rows = min(rows, -(-b // self.workers))  # at least one mini-batch per worker
 
         def run(i: int) -> None:
+            part = out[i:i + rows]
             if not self.on_gpu:  # the CPU session writes straight into ``out`` (no copy)
-                part = out[i:i + rows]
                 binding = full.io_binding()
                 binding.bind_cpu_input("tokens", tokens[i:i + rows])
-                binding.bind_output("freqs", "cpu", 0, np.int32, list(part.shape), part.ctypes.data)
+                binding.bind_output(name, "cpu", 0, np.int32, list(part.shape), part.ctypes.data)
                 full.run_with_iobinding(binding)
             else:
-                out[i:i + rows] = full.run(["freqs"], {"tokens": tokens[i:i + rows]})[0]
+                part[...] = full.run([name], {"tokens": tokens[i:i + rows]})[0]
+            if name == "gaps":
+                tables_from_gaps(part)
 
         self.parallel(run, list(range(0, b, rows)))
         return out
@@ -207,6 +258,7 @@ class OnnxStepDecoder:
                  workers: int | None = None) -> None:
         cfg = model.config
         _, self._session = model._sessions()
+        self._gaps = self._session.get_outputs()[0].name == "gaps"  # else "freqs" (older export)
         self._model = model
         block = cache_block(cfg.context_length) if block is None else block
         self.block = block = max(1, min(block, cfg.context_length))
@@ -227,7 +279,7 @@ class OnnxStepDecoder:
         for layer, (k, v) in enumerate(zip(group.k, group.v)):
             k[nb, :, :, :, offset] = new_k[layer]
             v[nb, :, :, offset, :] = new_v[layer]
-        return freqs
+        return tables_from_gaps(freqs) if self._gaps else freqs
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         p = self.pos

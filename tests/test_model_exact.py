@@ -556,6 +556,41 @@ def test_onnx_full_and_step_equal_reference(exported, weights, inputs, batch):
         assert np.array_equal(_stepwise(model, tokens), expected)
 
 
+@pytest.mark.parametrize("weights", ["random", "saturated"])
+def test_graphs_with_tables_in_graph_still_load(exported, weights, tmp_path):
+    """Graphs that output the tables themselves (how models were exported before ``gaps``) give
+    the same tables through the runtime, full and step graph."""
+    w, entry, _ = exported[weights]
+    paths = {}
+    for role, build in (("full", build_full_graph), ("step", build_step_graph)):
+        paths[role] = tmp_path / f"{role}_freqs.onnx"
+        paths[role].write_bytes(build(w, output="freqs").SerializeToString())
+        with pytest.raises(ValueError):
+            build(w, output="logits")
+    model = OnnxFrequencyModel(paths["full"], paths["step"], w.config, bytes.fromhex(entry["model_id"]), device="cpu")
+    tokens, expected = _tokens("random", 3), _expected(weights, "random", 3)
+    assert np.array_equal(model.full_freqs(tokens), expected)
+    assert np.array_equal(_stepwise(model, tokens), expected)
+    assert model._full_output == "freqs"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tables_from_gaps_equal_reference(seed):
+    """The runtime's compiled tail (gaps -> tables) equals the reference on logits with ties,
+    flat rows and gaps far beyond the table (clamped to its last entry, 0)."""
+    from lmcodec.model.reference import frequencies
+    from lmcodec.runtime import tables_from_gaps
+
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(0, 10))
+    logits = rng.integers(-(1 << 20), 1 << 20, (40, N_SYMBOLS))
+    logits[0] = 5  # one flat row: every entry ties for the maximum
+    logits[1, ::7] = logits[1].max()  # many ties for the maximum
+    logits[2] = rng.integers(0, 3, N_SYMBOLS) << shift  # gaps 0..2 only
+    gaps = np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, 511).astype(np.int32)
+    assert np.array_equal(tables_from_gaps(gaps.copy()), frequencies(logits, shift))
+
+
 @pytest.mark.parametrize("weights", ["random_full_range", "extreme_neg", "saturated"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("optimize", [True, False])

@@ -1,21 +1,28 @@
 """ONNX export: the full-sequence graph (encode path) and the incremental step graph with a KV
 cache (decode path), both built from the same :class:`IntegerWeights`.
 
-Only exact operations on integer values appear: float32 MatMul/Add/Sub/Max/Clip/Floor,
+Only exact operations on integer values appear: float32 MatMul/Add/Sub/Max/Min/Clip/Floor,
 ReduceMax/ReduceSum, Mul by powers of two, rank-1 GatherElements (lookup tables), Gather
-(embedding rows, per-position norm factors), one float32 Div and one float64 Div, Cast,
-ArgMin, ScatterElements, and data movement (Slice, Split, Concat, Reshape, Transpose). No int8
-kernels (MatMulInteger/QLinear*), no Softmax/Exp/Erf/Sqrt/LayerNormalization. docs/performance.md
-explains the speed-related choices.
+(embedding rows, per-position norm factors), one float32 Div, Cast, and data movement (Slice,
+Split, Concat, Reshape, Transpose); graphs built with ``output="freqs"`` add the table tail (a
+float64 Div, ArgMin, ScatterElements). No int8 kernels (MatMulInteger/QLinear*), no
+Softmax/Exp/Erf/Sqrt/LayerNormalization.
+docs/performance.md explains the speed-related choices.
 
 Graph interfaces (opset 17; ``L`` layers, ``H`` heads, ``Dh`` head width)::
 
-    full:  tokens int64 [B, n]  ->  freqs int32 [B, n, 256]
+    full:  tokens int64 [B, n]  ->  gaps int32 [B, n, 256]
 
-    step:  token   int64   [B]                     ->  freqs int32   [B, 256]
+    step:  token   int64   [B]                     ->  gaps int32    [B, 256]
            pos     int64   []                          new_k float32 [L, B, H, Dh]
            past_k{l} float32 [nb, B, H, Dh, blk]       new_v float32 [L, B, H, Dh]
            past_v{l} float32 [nb, B, H, blk, Dh]       (one past_k/past_v pair per layer l)
+
+``gaps`` are the output-table indices ``min(floor((max - logit) / 2**shift_logits), 511)`` of
+every entry: the runtime turns them into the frequency tables with exact integer arithmetic
+(:func:`lmcodec.runtime.tables_from_gaps`, measured faster than the same dozen elementwise
+operators in onnxruntime). Graphs exported before this change output the tables (``freqs``,
+same shapes) instead; the runtime accepts both.
 
 ``pos`` is the index of ``token`` in its segment. The cache is *block-major*: position ``j``
 lives in block ``j // blk`` at offset ``j % blk`` (keys stored transposed, ready for
@@ -300,6 +307,17 @@ class _ModelGraph:
         act = g.lookup(self.gelu, g.floor_index(g.clip(acc, 0.0, 2.0 * HID_MAX)))
         return self.residual_add(r, self.linear(act, f"l{layer}.w2", cfg.shift_ff_out, RES_MAX))
 
+    def logit_gaps(self, r: str, clamp: bool) -> str:
+        """Final norm, logits and each entry's output-table index ``floor((max - logit) *
+        2**-shift_logits)`` (int32, weights pre-scaled), clamped to the table when ``clamp``."""
+        g, cfg = self.g, self.cfg
+        s = cfg.shift_logits
+        logits = self.affine(self.absmax_norm(r), self.param("w_out", s), self.param("b_out", s), cfg.d_model)
+        index = g.floor_index(g.op("Sub", g.reduce_max(logits), logits))
+        if clamp:
+            index = g.op("Min", index, g.const(OUT_LUT_SIZE - 1, np.int32))
+        return index
+
     def frequencies(self, r: str) -> str:
         """Final norm, logits and the int32 frequency table (rows sum to 2**16).
 
@@ -310,12 +328,8 @@ class _ModelGraph:
         * the remainder ``65280 - sum(floor)`` goes to the first index with ``idx = 0``, which
           is the reference's first maximal ``E`` (``E[0]`` is the unique largest entry).
         """
-        g, cfg = self.g, self.cfg
-        s = cfg.shift_logits
-        logits = self.affine(self.absmax_norm(r), self.param("w_out", s), self.param("b_out", s), cfg.d_model)
-        index = g.floor_index(g.op("Sub", g.reduce_max(logits), logits))
-        if self.out_clamp:
-            index = g.op("Min", index, g.const(OUT_LUT_SIZE - 1, np.int32))
+        g = self.g
+        index = self.logit_gaps(r, clamp=self.out_clamp)
         a = g.lookup(self.out_exp, index)
         total = g.op("Div", g.reduce_sum(a), g.const(float(FREQ_SPREAD), np.float64))
         share = g.floor_index(g.op("Div", a, total))  # int32 floor(e * 65280 / sum(e))
@@ -328,7 +342,9 @@ class _ModelGraph:
 
 
 def _finish(g: _GraphBuilder, name: str, inputs: list, outputs: list, weights: IntegerWeights) -> onnx.ModelProto:
-    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
+    used = {x for node in g.nodes for x in node.input}
+    initializers = [t for t in g.initializers if t.name in used]  # e.g. the full graph has no output table
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lmcodec")
     model.ir_version = 8
     helper.set_model_props(model, {"lmcodec_config": weights.config.to_json(), "lmcodec_graph": name})
@@ -361,8 +377,12 @@ def query_pieces(cfg: ModelConfig) -> int:
     return max(2, min(16, cfg.context_length // 32))
 
 
-def build_full_graph(weights: IntegerWeights, pieces: int | None = None) -> onnx.ModelProto:
+def build_full_graph(weights: IntegerWeights, pieces: int | None = None, output: str = "gaps") -> onnx.ModelProto:
     """All positions of a batch of segments at once (causal), for encoding.
+
+    ``output``: ``"gaps"`` (the output-table indices, the default) or ``"freqs"`` (the tables
+    computed in the graph, as the full graphs of models exported before gaps did; tests use it
+    to keep the runtime able to load such models).
 
     Causal attention skips the keys after each query: the ``n`` queries are cut into ``pieces``
     consecutive pieces of ``ceil(n / pieces)`` positions (the last ones may be shorter or
@@ -401,14 +421,19 @@ def build_full_graph(weights: IntegerWeights, pieces: int | None = None) -> onnx
             outputs.append(g.op("MatMul", m.divide(e, g.reduce_sum(e)), v_piece))
         o = g.op("Concat", *outputs, axis=2) if pieces > 1 else outputs[0]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    g.nodes.append(helper.make_node("Identity", [m.frequencies(r)], ["freqs"]))
+    if output not in ("gaps", "freqs"):
+        raise ValueError(f"output must be 'gaps' or 'freqs', got {output!r}")
+    result = m.logit_gaps(r, clamp=True) if output == "gaps" else m.frequencies(r)
+    g.nodes.append(helper.make_node("Identity", [result], [output]))
     inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "n"])]
-    outputs = [helper.make_tensor_value_info("freqs", TensorProto.INT32, ["B", "n", N_SYMBOLS])]
+    outputs = [helper.make_tensor_value_info(output, TensorProto.INT32, ["B", "n", N_SYMBOLS])]
     return _finish(g, "lmcodec_full", inputs, outputs, weights)
 
 
-def build_step_graph(weights: IntegerWeights) -> onnx.ModelProto:
+def build_step_graph(weights: IntegerWeights, output: str = "gaps") -> onnx.ModelProto:
     """One position for every lane, attending to a block-major KV cache of earlier positions.
+
+    ``output``: as for :func:`build_full_graph` (``"gaps"`` by default).
 
     Scores are computed in two parts that share one softmax: the cached positions
     ``[nb, B, H, 1, blk]`` (a batched ``q @ K`` with no copy of the cache) and the current
@@ -444,8 +469,10 @@ def build_step_graph(weights: IntegerWeights) -> onnx.ModelProto:
         o = g.reduce_sum(g.op("MatMul", m.divide(e_past, total), f"past_v{layer}"), axes=(0,), keepdims=0)
         o = g.op("Add", o, g.op("Mul", g.op("Squeeze", m.divide(e_own, total), g.ints(0)), v))  # [B, H, 1, Dh]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    freqs = g.op("Reshape", m.frequencies(r), g.ints(0, N_SYMBOLS))
-    g.nodes.append(helper.make_node("Identity", [freqs], ["freqs"]))
+    if output not in ("gaps", "freqs"):
+        raise ValueError(f"output must be 'gaps' or 'freqs', got {output!r}")
+    result = m.logit_gaps(r, clamp=True) if output == "gaps" else m.frequencies(r)
+    g.nodes.append(helper.make_node("Identity", [g.op("Reshape", result, g.ints(0, N_SYMBOLS))], [output]))
     for name, parts in (("new_k", new_k), ("new_v", new_v)):
         stacked = [g.op("Unsqueeze", g.op("Squeeze", p, g.ints(2)), g.ints(0)) for p in parts]  # [1, B, H, Dh]
         g.nodes.append(helper.make_node("Concat", stacked, [name], axis=0))
@@ -457,7 +484,7 @@ def build_step_graph(weights: IntegerWeights) -> onnx.ModelProto:
         inputs.append(helper.make_tensor_value_info(f"past_k{layer}", TensorProto.FLOAT, ["nb", "B", h, dh, "blk"]))
         inputs.append(helper.make_tensor_value_info(f"past_v{layer}", TensorProto.FLOAT, ["nb", "B", h, "blk", dh]))
     outputs = [
-        helper.make_tensor_value_info("freqs", TensorProto.INT32, ["B", N_SYMBOLS]),
+        helper.make_tensor_value_info(output, TensorProto.INT32, ["B", N_SYMBOLS]),
         helper.make_tensor_value_info("new_k", TensorProto.FLOAT, [n_layers, "B", h, dh]),
         helper.make_tensor_value_info("new_v", TensorProto.FLOAT, [n_layers, "B", h, dh]),
     ]
