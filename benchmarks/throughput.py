@@ -25,6 +25,8 @@ timing separately, inside those calls:
   byte shuffle, the per-position interval lookup of the ``lm_mix`` encoder, zstd fallback
   attempt, CRC, header).
 
+Each encode and decode is timed ``--repeat`` times (default 3); the table reports the median
+run and the range of all runs (single runs on this shared 2-core machine vary by about 10 %).
 Nothing is extrapolated: every rate is bytes actually coded / seconds actually spent. The
 machine's float32 matmul throughput is measured in the same run (onnxruntime MatMul, the same
 MLAS kernels and thread count as the model), and the model's *useful* multiply-accumulates per
@@ -238,17 +240,25 @@ class Timers:
 # -- one model -----------------------------------------------------------------------------------
 
 
-def _timed(timers: Timers, fn):
-    timers.reset()
-    t, c = time.perf_counter(), time.process_time()
-    result = fn()
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return result, {"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "mixer_s": timers.mixer,
-                    "coder_s": timers.coder, "other_s": max(0.0, wall - timers.model - timers.mixer - timers.coder),
-                    "model_threads": max(1, len(timers.model_threads))}
+def _timed(timers: Timers, fn, repeat: int = 1):
+    """Run ``fn`` ``repeat`` times; its result and the timing of the median run (by wall time),
+    with every run's wall seconds in ``runs_seconds`` (the machine is shared: single runs vary
+    by about 10 %)."""
+    runs = []
+    for _ in range(repeat):
+        timers.reset()
+        t, c = time.perf_counter(), time.process_time()
+        result = fn()
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        runs.append({"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "mixer_s": timers.mixer,
+                     "coder_s": timers.coder,
+                     "other_s": max(0.0, wall - timers.model - timers.mixer - timers.coder),
+                     "model_threads": max(1, len(timers.model_threads))})
+    median = sorted(runs, key=lambda r: r["seconds"])[(repeat - 1) // 2]
+    return result, {**median, "runs_seconds": [r["seconds"] for r in runs]}
 
 
-def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers) -> tuple[int, dict]:
+def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers, repeat: int) -> tuple[int, dict]:
     """Encode (untimed) and decode (timed) ``data`` below ``LMCodec``: the model body only.
     Returns ``(body bytes, decode timing)``; raises unless the round trip is exact."""
     raw = data.view(np.uint8).reshape(-1)
@@ -257,7 +267,7 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         layout = plane_layout(data.nbytes, dtype)
         planes = split_planes(raw, dtype)
         bodies = lmcoding.encode_planes(model, [planes], segment)
-        out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment))
+        out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment), repeat)
         assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
         return len(bodies[0]), dec
     # the codec's own layout and transform policy, for a 1-D chunk (record length unknown)
@@ -273,20 +283,21 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         return invert_transform(join_planes(list(out), data.nbytes, dtype), dtype, Transform(prm.transform),
                                 prm.record_length)
 
-    out, dec = _timed(timers, decode)
+    out, dec = _timed(timers, decode, repeat)
     assert out.tobytes() == data.tobytes(), "round trip failed"
     return len(bodies[0]), dec
 
 
-def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool, mix: bool = True) -> dict:
+def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool, mix: bool = True,
+                repeat: int = 3) -> dict:
     model = models.load_model(name, device="cpu")
     if threads is not None:
         model.threads = threads
     model._full = model._step = None  # fresh sessions with this thread count
     cfg = model.config
     segment = int(cfg.context_length)
-    # warm-up (session creation, first-run allocations) on a small piece, not timed
-    warm = data[: 4 * segment]
+    # warm-up (session creation, compiled kernels loaded, first-run allocations), not timed
+    warm = data[: max(4 * segment, 65536 // data.itemsize)]
     LMCodec(model=name, device="cpu", mix=mix).decode(LMCodec(model=name, device="cpu", mix=mix).encode(warm))
     model_mode = "LM_MIX" if mix else "LM"
 
@@ -295,15 +306,15 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     try:
         # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
         codec = LMCodec(model=name, device="cpu", mix=mix)
-        encoded, enc = _timed(timers, lambda: codec.encode(data))
+        encoded, enc = _timed(timers, lambda: codec.encode(data), repeat)
         mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
         if mode == model_mode and codec_level:
-            decoded, dec = _timed(timers, lambda: codec.decode(encoded))
+            decoded, dec = _timed(timers, lambda: codec.decode(encoded), repeat)
             assert decoded == data.tobytes(), "round trip failed"
             compressed = len(encoded) - HEADER_SIZE
             level = "LMCodec"
         else:  # zstd/raw won: time the model decode on the model body itself
-            compressed, dec = _stream_level(model, data, segment, mix, timers)
+            compressed, dec = _stream_level(model, data, segment, mix, timers, repeat)
             level = f"LMCodec encode ({mode} won), {'mixcoding' if mix else 'lmcoding'} decode"
     finally:
         timers.uninstall()
@@ -366,13 +377,14 @@ def table(results: dict) -> str:
             f"measurements taken between the models): {peak:.1f} GFLOP/s square 1024, "
             f"{results['matmul_gflops']['model_shaped']:.1f} GFLOP/s [8192,128]x[128,512]",
             "",
-            f"{'model':22s} {'op':6s} {'KB/s':>8s} {'KB/cpu-s':>8s} {'model s':>8s} {'mixer s':>8s} {'coder s':>8s} "
+            f"{'model':22s} {'op':6s} {'KB/s':>8s} {'range':>13s} {'KB/cpu-s':>8s} {'model s':>8s} {'mixer s':>8s} {'coder s':>8s} "
             f"{'other s':>8s} {'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s}  level"]
     for r in results["models"]:
         for label in ("encode", "decode"):
             t = r[label]
+            span = f"{r['bytes'] / max(t['runs_seconds']) / 1e3:.0f}-{r['bytes'] / min(t['runs_seconds']) / 1e3:.0f}"
             rows.append(
-                f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} "
+                f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {span:>13s} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} "
                 f"{t.get('mixer_s', 0.0):8.2f} {t['coder_s']:8.2f} "
                 f"{t['other_s']:8.2f} {r['macs_per_byte']['useful'] / 1e6:7.3f} {t['model_gflops_useful']:8.1f} "
                 f"{t['model_gflops_useful'] / peak:7.1%}  {r['level']}")
@@ -390,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="lm_mix: the default LMCodec() (default); lm: LMCodec(mix=False), the model alone")
     parser.add_argument("--threads", type=int, default=None,
                         help="onnxruntime intra-op threads (default: LMCODEC_NUM_THREADS or all cores)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed runs of each encode and decode; the median run is reported (default 3)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "throughput.json")
     args = parser.parse_args(argv)
 
@@ -402,6 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "threads": threads or os.cpu_count(),
         "mode": args.mode,
+        "repeat": max(1, args.repeat),
         "chunk_bytes": int(data.nbytes),
         "matmul_runs": [matmul_gflops(threads or os.cpu_count())],
         "models": [],
@@ -422,7 +437,8 @@ def main(argv: list[str] | None = None) -> dict:
                 [tmp] + [p for p in os.environ.get("LMCODEC_MODEL_PATH", "").split(os.pathsep) if p])
         for name, codec_level in names:
             print(f"... {name}", file=sys.stderr, flush=True)
-            results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix"))
+            results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix",
+                                                 repeat=max(1, args.repeat)))
             results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count()))
     # the machine is shared: the best measurement is the closest to this CPU's real peak
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}
