@@ -5,6 +5,9 @@ Sessions are created lazily, once per model and device, and shared (``InferenceS
 thread-safe): each CPU core runs its own single-threaded call on a share of the rows or lanes.
 Exactness does not depend on any session setting: thread count, batch size, cache block size,
 graph optimisation level and execution provider all give the same integers (tests prove it).
+The graphs output each entry's output-table index (``gaps``); :func:`tables_from_gaps` turns
+them into the frequency tables with exact integer arithmetic (graphs exported earlier output the
+tables themselves, and are accepted too).
 docs/performance.md has measurements and tuning advice.
 """
 
@@ -79,8 +82,10 @@ def _tables_from_gaps(rows, exp):
 
 
 def tables_from_gaps(gaps: np.ndarray) -> np.ndarray:
-    """The frequency tables (int32 ``[..., 256]``, rows summing to ``TOTAL``) of the full graph's
-    ``gaps`` output, computed in place (``gaps`` must be a C-contiguous int32 array)."""
+    """The frequency tables (int32 ``[..., 256]``, rows summing to ``TOTAL``) of the full or step
+    graph's ``gaps`` output, computed in place in ``gaps`` (a C-contiguous int32 array)."""
+    if gaps.dtype != np.int32 or not gaps.flags.c_contiguous or gaps.shape[-1:] != (N_SYMBOLS,):
+        raise ValueError(f"gaps must be C-contiguous int32 [..., {N_SYMBOLS}], got {gaps.dtype}{gaps.shape}")
     _tables_from_gaps(gaps.reshape(-1, N_SYMBOLS), _OUT_EXP)
     return gaps
 

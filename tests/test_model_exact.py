@@ -589,6 +589,9 @@ def test_tables_from_gaps_equal_reference(seed):
     logits[2] = rng.integers(0, 3, N_SYMBOLS) << shift  # gaps 0..2 only
     gaps = np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, 511).astype(np.int32)
     assert np.array_equal(tables_from_gaps(gaps.copy()), frequencies(logits, shift))
+    for bad in (gaps.astype(np.int64), gaps[:, ::-1], gaps[:, :255].copy()):  # never a silent copy
+        with pytest.raises(ValueError):
+            tables_from_gaps(bad)
 
 
 @pytest.mark.parametrize("weights", ["random_full_range", "extreme_neg", "saturated"])
