@@ -1,9 +1,10 @@
-"""CPU throughput of the LM codec: encode/decode KB/s per model, where the time goes, and how
-close the model gets to this CPU's float32 matmul throughput.
+"""Throughput of the LM codec: encode/decode KB/s per model, where the time goes, and how close
+the model gets to the machine's float32 matmul throughput (CPU, or ``--device cuda``).
 
     python benchmarks/throughput.py                      # the shipped models (small, tiny, fast)
     python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
     python benchmarks/throughput.py --mode lm            # the model alone (LMCodec(mix=False))
+    python benchmarks/throughput.py --device cuda        # the model on the GPU (onnxruntime-gpu)
 
 For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again, by
 default with the default codec ``LMCodec()`` (mode ``lm_mix``; ``--mode lm``: ``mix=False``),
@@ -120,11 +121,14 @@ def macs_per_byte(cfg: ModelConfig, segment: int, block: int, pieces: int) -> di
     return {name: linear + n_layers * 2 * d * k for name, k in keys.items()}
 
 
-def matmul_gflops(threads: int, seconds: float = 1.0) -> dict[str, float]:
-    """float32 matmul GFLOP/s of this CPU through onnxruntime (MLAS), best of repeated runs, for
+def matmul_gflops(threads: int, seconds: float = 1.0, device: str = "cpu") -> dict[str, float]:
+    """float32 matmul GFLOP/s of this CPU (or, ``device="cuda"``, GPU, with TF32 off as the codec
+    runs it and the operands kept on the device) through onnxruntime, best of repeated runs, for
     a large square product and for a model-shaped one ([8192, 128] x [128, 512])."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
+
+    from lmcodec.runtime import _providers
 
     out = {}
     for label, (m, k, n) in {"square_1024": (1024, 1024, 1024), "model_shaped": (8192, 128, 512)}.items():
@@ -137,15 +141,18 @@ def matmul_gflops(threads: int, seconds: float = 1.0) -> dict[str, float]:
         model.ir_version = 8
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=_providers(device))
         rng = np.random.default_rng(0)
-        feeds = {"a": rng.integers(-127, 128, (m, k)).astype(np.float32),
-                 "b": rng.integers(-127, 128, (k, n)).astype(np.float32)}
-        session.run(None, feeds)
+        binding = session.io_binding()
+        for name, shape in (("a", (m, k)), ("b", (k, n))):
+            value = rng.integers(-127, 128, shape).astype(np.float32)
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
+        binding.bind_output("c", device)
+        session.run_with_iobinding(binding)
         best, start = float("inf"), time.perf_counter()
         while time.perf_counter() - start < seconds:
             t = time.perf_counter()
-            session.run(None, feeds)
+            session.run_with_iobinding(binding)  # returns when the product is done
             best = min(best, time.perf_counter() - t)
         out[label] = 2 * m * k * n / best / 1e9
     return out
@@ -289,8 +296,8 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
 
 
 def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool, mix: bool = True,
-                repeat: int = 3) -> dict:
-    model = models.load_model(name, device="cpu")
+                repeat: int = 3, device: str = "cpu") -> dict:
+    model = models.load_model(name, device=device)
     if threads is not None:
         model.threads = threads
     model._full = model._step = None  # fresh sessions with this thread count
@@ -298,14 +305,14 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     segment = int(cfg.context_length)
     # warm-up (session creation, compiled kernels loaded, first-run allocations), not timed
     warm = data[: max(4 * segment, 65536 // data.itemsize)]
-    LMCodec(model=name, device="cpu", mix=mix).decode(LMCodec(model=name, device="cpu", mix=mix).encode(warm))
+    LMCodec(model=name, device=device, mix=mix).decode(LMCodec(model=name, device=device, mix=mix).encode(warm))
     model_mode = "LM_MIX" if mix else "LM"
 
     timers = Timers()
     timers.install(model)
     try:
         # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
-        codec = LMCodec(model=name, device="cpu", mix=mix)
+        codec = LMCodec(model=name, device=device, mix=mix)
         encoded, enc = _timed(timers, lambda: codec.encode(data), repeat)
         mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
         if mode == model_mode and codec_level:
@@ -373,7 +380,8 @@ def _preset_model(preset: str, directory: Path) -> str:
 
 def table(results: dict) -> str:
     peak = results["matmul_gflops"]["square_1024"]
-    rows = [f"matmul float32 (onnxruntime, {results['threads']} threads, best of {len(results['matmul_runs'])} "
+    where = "CUDA" if results.get("device") == "cuda" else f"{results['threads']} threads"
+    rows = [f"matmul float32 (onnxruntime, {where}, best of {len(results['matmul_runs'])} "
             f"measurements taken between the models): {peak:.1f} GFLOP/s square 1024, "
             f"{results['matmul_gflops']['model_shaped']:.1f} GFLOP/s [8192,128]x[128,512]",
             "",
@@ -402,6 +410,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="lm_mix: the default LMCodec() (default); lm: LMCodec(mix=False), the model alone")
     parser.add_argument("--threads", type=int, default=None,
                         help="onnxruntime intra-op threads (default: LMCODEC_NUM_THREADS or all cores)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model runs (cuda: onnxruntime-gpu's CUDA provider; the mixer and "
+                             "coder stay on the CPU); the matmul peak is measured on the same device")
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed runs of each encode and decode; the median run is reported (default 3)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "throughput.json")
@@ -418,7 +429,8 @@ def main(argv: list[str] | None = None) -> dict:
         "mode": args.mode,
         "repeat": max(1, args.repeat),
         "chunk_bytes": int(data.nbytes),
-        "matmul_runs": [matmul_gflops(threads or os.cpu_count())],
+        "device": args.device,
+        "matmul_runs": [matmul_gflops(threads or os.cpu_count(), device=args.device)],
         "models": [],
     }
     import onnxruntime
@@ -438,8 +450,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, codec_level in names:
             print(f"... {name}", file=sys.stderr, flush=True)
             results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix",
-                                                 repeat=max(1, args.repeat)))
-            results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count()))
+                                                 repeat=max(1, args.repeat), device=args.device))
+            results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count(), device=args.device))
     # the machine is shared: the best measurement is the closest to this CPU's real peak
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}
     for r in results["models"]:
