@@ -248,11 +248,11 @@ class Timers:
 
 
 def _timed(timers: Timers, fn, repeat: int = 1):
-    """Run ``fn`` ``repeat`` times; its result and the timing of the median run (by wall time),
-    with every run's wall seconds in ``runs_seconds`` (the machine is shared: single runs vary
-    by about 10 %)."""
+    """Run ``fn`` ``repeat`` (>= 1) times; its result and the timing of the median run by wall time
+    (the lower middle one for an even count), with every run's wall seconds in ``runs_seconds``
+    (the machine is shared: single runs vary by about 10 %)."""
     runs = []
-    for _ in range(repeat):
+    for _ in range(max(1, repeat)):
         timers.reset()
         t, c = time.perf_counter(), time.process_time()
         result = fn()
@@ -261,7 +261,7 @@ def _timed(timers: Timers, fn, repeat: int = 1):
                      "coder_s": timers.coder,
                      "other_s": max(0.0, wall - timers.model - timers.mixer - timers.coder),
                      "model_threads": max(1, len(timers.model_threads))})
-    median = sorted(runs, key=lambda r: r["seconds"])[(repeat - 1) // 2]
+    median = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
     return result, {**median, "runs_seconds": [r["seconds"] for r in runs]}
 
 

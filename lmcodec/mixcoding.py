@@ -63,7 +63,8 @@ MAX_RECORD_LENGTH = (1 << DEFAULT_CONFIG.history_bits) - 1
 """Largest explicit record length, bytes (65535: the mixer looks back through a 64 KiB history)."""
 DEFAULT_GROUP = 64
 """Streams processed together (memory: about 1 MB of mixer state per stream, plus the model's
-tables, at most about ``ENCODE_TABLE_BYTES``, while encoding)."""
+tables of one block of rounds while encoding: ``ENCODE_TABLE_BYTES``, or one round of
+``group * segment_length * 1 KiB`` when that is more, e.g. 64 MiB for lm-small-v1)."""
 ENCODE_TABLE_BYTES = 16 << 20
 """The encoder's budget for model tables (1 KiB per byte): a group takes as many rounds per model
 call as fit, and at least one (16 MiB measured faster than 64 MiB: the tables stay in the cache
@@ -208,10 +209,13 @@ def _mixed_intervals(
     block = rounds * seg
     for lo in range(0, width, block):
         active = np.flatnonzero(lengths > lo)
-        count = np.minimum(lengths[active] - lo, block)  # bytes of each active lane in this block
+        count = np.minimum(lengths[active] - lo, block)  # bytes of each active lane in this block, >= 1
         n_seg = -(-count // seg)  # segments of each active lane in this block
-        tokens = np.zeros((len(active), rounds, seg), dtype=np.int64)
-        block_syms = np.zeros((len(active), block), dtype=np.uint8)
+        used_rounds = int(n_seg.max())
+        # rows are whole segments, or only as long as the longest lane when no lane has a second one
+        row = seg if used_rounds > 1 else int(count.max())
+        tokens = np.zeros((len(active), used_rounds, row), dtype=np.int64)
+        block_syms = np.zeros((len(active), used_rounds * row), dtype=np.uint8)
         for j, i in enumerate(active):
             part = symbols[i][lo : lo + int(count[j])]
             block_syms[j, : len(part)] = part
@@ -219,13 +223,13 @@ def _mixed_intervals(
                 piece = part[r * seg : (r + 1) * seg]
                 tokens[j, r, 0] = start_token(kinds[i])
                 tokens[j, r, 1 : len(piece)] = piece[:-1]
-        used = np.arange(rounds)[None, :] < n_seg[:, None]  # rows holding a real segment
+        used = np.arange(used_rounds)[None, :] < n_seg[:, None]  # rows holding a real segment
         if used.all():
-            lm = model.full_freqs(tokens.reshape(-1, seg))
-        else:
-            lm = np.ones((len(active), rounds, seg, N_SYMBOLS), dtype=np.int32)
+            lm = model.full_freqs(tokens.reshape(-1, row))
+        else:  # rows past a lane's end are never read: any valid table will do
+            lm = np.ones((len(active), used_rounds, row, N_SYMBOLS), dtype=np.int32)
             lm[used] = model.full_freqs(tokens[used])
-        cum, freq = mixer.code(lm.reshape(len(active), block, N_SYMBOLS), block_syms, active, count,
+        cum, freq = mixer.code(lm.reshape(len(active), used_rounds * row, N_SYMBOLS), block_syms, active, count,
                                getattr(model, "parallel", None))
         for j, i in enumerate(active):
             cums[i, lo : lo + int(count[j])] = cum[j, : count[j]]

@@ -20,8 +20,7 @@ compiled backend estimates one quotient in float64 and corrects it to the exact 
 
 Two implementations (``backend``) compute the same integers: this module's numpy code, the
 reference, vectorised over lanes; and :mod:`lmcodec.mixing_kernels`, the same rules as scalar
-loops compiled by numba (used when numba is installed; ``LMCODEC_MIXER=numpy`` forces the
-reference). tests/test_mixing.py requires identical tables and states from both on random
+loops compiled by numba (the default; ``LMCODEC_MIXER=numpy`` selects the reference). tests/test_mixing.py requires identical tables and states from both on random
 configurations and inputs, and both reproduce the pinned output digest.
 
 Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
@@ -118,10 +117,7 @@ from .frequency_model import N_SYMBOLS, TOTAL
 if TYPE_CHECKING:
     from .rans import RansLaneDecoder
 
-try:
-    from . import mixing_kernels as _kernels
-except ImportError:  # numba missing: the numpy implementation below does the same, slower
-    _kernels = None
+from . import mixing_kernels as _kernels
 
 __all__ = [
     "MixerConfig",
@@ -165,12 +161,12 @@ numpy reference in this module. Tests require identical output from both."""
 
 
 def default_backend() -> str:
-    """``numba`` when it is installed, else ``numpy``; the environment variable
-    ``LMCODEC_MIXER=numpy`` forces the reference implementation."""
+    """``numba`` unless the environment variable ``LMCODEC_MIXER=numpy`` selects the reference
+    implementation."""
     forced = os.environ.get("LMCODEC_MIXER", "").strip().lower()
     if forced and forced not in BACKENDS:
         raise ValueError(f"LMCODEC_MIXER must be one of {BACKENDS}, got {forced!r}")
-    if forced == "numpy" or _kernels is None:
+    if forced == "numpy":
         return "numpy"
     return "numba"
 
@@ -373,8 +369,6 @@ class AdaptiveMixer:
         backend = default_backend() if backend is None else backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "numba" and _kernels is None:
-            raise ImportError("the numba mixer backend needs the numba package")
         self.backend = backend
         self.config = config
         self.lanes = int(lanes)

@@ -55,8 +55,9 @@ def _tables_from_gaps(rows, exp):
 
     ``E[g] <= 4096`` and ``sum(E[g]) <= 2**20``, so every product is below ``2**28``; the quotient
     is estimated in float64 and corrected with the exact integer remainder (as
-    :func:`lmcodec.mixing_kernels._to_table`). Indices are clamped to the table only so that a
-    broken graph cannot read outside it; the full graph already clamps them.
+    :func:`lmcodec.mixing_kernels._to_table`). Indices are clamped to the table so that no input
+    reads outside it (the graphs already clamp them). Returns -1, or the first row without a zero
+    gap (which no graph produces: the largest logit has gap 0), left unfinished.
     """
     e = np.empty(N_SYMBOLS, dtype=np.int64)
     top = OUT_LUT_SIZE - 1
@@ -70,6 +71,8 @@ def _tables_from_gaps(rows, exp):
                 first = v
             e[v] = exp[g]
             total += e[v]
+        if first < 0:
+            return i
         inv = FREQ_SPREAD / total
         spread = 0
         for v in range(N_SYMBOLS):
@@ -78,7 +81,8 @@ def _tables_from_gaps(rows, exp):
             f += (r >= total) - (r < 0)
             row[v] = f + 1
             spread += f
-        row[max(first, 0)] += FREQ_SPREAD - spread
+        row[first] += FREQ_SPREAD - spread
+    return -1
 
 
 def tables_from_gaps(gaps: np.ndarray) -> np.ndarray:
@@ -86,7 +90,9 @@ def tables_from_gaps(gaps: np.ndarray) -> np.ndarray:
     graph's ``gaps`` output, computed in place in ``gaps`` (a C-contiguous int32 array)."""
     if gaps.dtype != np.int32 or not gaps.flags.c_contiguous or gaps.shape[-1:] != (N_SYMBOLS,):
         raise ValueError(f"gaps must be C-contiguous int32 [..., {N_SYMBOLS}], got {gaps.dtype}{gaps.shape}")
-    _tables_from_gaps(gaps.reshape(-1, N_SYMBOLS), _OUT_EXP)
+    bad = _tables_from_gaps(gaps.reshape(-1, N_SYMBOLS), _OUT_EXP)
+    if bad >= 0:
+        raise ValueError(f"row {bad} of the model's output has no zero gap: not the output of a valid graph")
     return gaps
 
 

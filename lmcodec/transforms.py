@@ -50,6 +50,7 @@ _PROXY_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]
 _MIN_CHOICE_BYTES = 256
 """Chunks smaller than this are not worth trying transforms on (always ``none``, shuffled)."""
 _PLAIN_MARGIN = 0.95
+_PARALLEL_PROXY_BYTES = 64 << 10
 """Plain bytes are taken only when their proxy size is below this fraction of the best shuffled
 candidate's: on the 39 validation samples of the float32 kind (each at most 64 KiB, coded both
 ways by LMCodec), near ties (proxy within 5 %) were mostly won by the shuffled layout
@@ -120,13 +121,14 @@ def candidates(n_elements: int, record: int) -> list[Transform]:
 
 def _proxy_sizes(blobs: list[np.ndarray]) -> list[int]:
     """Bytes LZMA2 (preset 9, 64 KiB dictionary, raw) codes each uint8 array of ``blobs`` to,
-    computed concurrently on up to one thread per core (``lzma`` releases the GIL)."""
+    computed concurrently on up to one thread per core (``lzma`` releases the GIL) when they are
+    large enough for that to pay (measured: slower than one thread for 512-byte chunks)."""
 
     def size(blob: np.ndarray) -> int:
         return len(lzma.compress(blob.tobytes(), format=lzma.FORMAT_RAW, filters=_PROXY_FILTERS))
 
     workers = min(len(blobs), os.cpu_count() or 1)
-    if workers < 2:
+    if workers < 2 or sum(b.nbytes for b in blobs) < _PARALLEL_PROXY_BYTES:
         return [size(b) for b in blobs]
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(size, blobs))

@@ -587,8 +587,14 @@ def test_tables_from_gaps_equal_reference(seed):
     logits[0] = 5  # one flat row: every entry ties for the maximum
     logits[1, ::7] = logits[1].max()  # many ties for the maximum
     logits[2] = rng.integers(0, 3, N_SYMBOLS) << shift  # gaps 0..2 only
-    gaps = np.minimum((logits.max(-1, keepdims=True) - logits) >> shift, 511).astype(np.int32)
+    gaps = ((logits.max(-1, keepdims=True) - logits) >> shift).astype(np.int32)  # unclamped
+    assert gaps.max() > 511
     assert np.array_equal(tables_from_gaps(gaps.copy()), frequencies(logits, shift))
+    negative = np.minimum(gaps, 511)
+    negative[negative == 0] = -5  # clamped to 0 like the gap it replaces
+    assert np.array_equal(tables_from_gaps(negative), frequencies(logits, shift))
+    with pytest.raises(ValueError, match="no zero gap"):
+        tables_from_gaps(np.full((2, N_SYMBOLS), 511, dtype=np.int32))
     for bad in (gaps.astype(np.int64), gaps[:, ::-1], gaps[:, :255].copy()):  # never a silent copy
         with pytest.raises(ValueError):
             tables_from_gaps(bad)
