@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "throughput.json")
     args = parser.parse_args(argv)
 
+    repeat = max(1, args.repeat)
     threads = args.threads if args.threads is not None else int(os.environ.get("LMCODEC_NUM_THREADS", "0") or 0)
     data, description = sample_chunk(args.chunk_bytes, args.data)
     results = {
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "threads": threads or os.cpu_count(),
         "mode": args.mode,
-        "repeat": max(1, args.repeat),
+        "repeat": repeat,
         "chunk_bytes": int(data.nbytes),
         "device": args.device,
         "matmul_runs": [matmul_gflops(threads or os.cpu_count(), device=args.device)],
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, codec_level in names:
             print(f"... {name}", file=sys.stderr, flush=True)
             results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix",
-                                                 repeat=max(1, args.repeat), device=args.device))
+                                                 repeat=repeat, device=args.device))
             results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count(), device=args.device))
     # the machine is shared: the best measurement is the closest to this CPU's real peak
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}

@@ -20,8 +20,9 @@ compiled backend estimates one quotient in float64 and corrects it to the exact 
 
 Two implementations (``backend``) compute the same integers: this module's numpy code, the
 reference, vectorised over lanes; and :mod:`lmcodec.mixing_kernels`, the same rules as scalar
-loops compiled by numba (the default; ``LMCODEC_MIXER=numpy`` selects the reference). tests/test_mixing.py requires identical tables and states from both on random
-configurations and inputs, and both reproduce the pinned output digest.
+loops compiled by numba (the default; ``LMCODEC_MIXER=numpy`` selects the reference).
+tests/test_mixing.py requires identical tables and states from both on random configurations and
+inputs, and both reproduce the pinned output digest.
 
 Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
 --------------------------------------------------------------------
@@ -111,13 +112,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import mixing_kernels as _kernels
 from .errors import CorruptChunkError
 from .frequency_model import N_SYMBOLS, TOTAL
 
 if TYPE_CHECKING:
     from .rans import RansLaneDecoder
-
-from . import mixing_kernels as _kernels
 
 __all__ = [
     "MixerConfig",

@@ -50,12 +50,14 @@ _PROXY_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]
 _MIN_CHOICE_BYTES = 256
 """Chunks smaller than this are not worth trying transforms on (always ``none``, shuffled)."""
 _PLAIN_MARGIN = 0.95
-_PARALLEL_PROXY_BYTES = 64 << 10
 """Plain bytes are taken only when their proxy size is below this fraction of the best shuffled
 candidate's: on the 39 validation samples of the float32 kind (each at most 64 KiB, coded both
 ways by LMCodec), near ties (proxy within 5 %) were mostly won by the shuffled layout
 (2.607 bits/byte without the margin, 2.572 with it, 2.743 always shuffled); float64 (1114
 samples) 2.388 vs 2.389."""
+_PARALLEL_PROXY_BYTES = 64 << 10
+"""Proxy sizes are computed on several threads only when the candidates hold at least this many
+bytes in all."""
 
 
 class Coding(NamedTuple):
@@ -134,16 +136,16 @@ def _proxy_sizes(blobs: list[np.ndarray]) -> list[int]:
         return list(pool.map(size, blobs))
 
 
-def _shuffled_candidates(data: np.ndarray, dtype, record: int) -> list[tuple[Transform, np.ndarray]]:
-    """Each candidate transform with its shuffled residuals (uint8)."""
+def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = False):
+    """``(transform, proxy size, plain proxy size)``: the candidate whose shuffled residuals LZMA2
+    compresses smallest (ties: the lower id) and, when ``with_plain``, the proxy size of ``data``
+    itself (else None); all proxies are computed together."""
     n = _elements(data, dtype)[0].shape[0]
-    return [(t, shuffle(apply_transform(data, dtype, t, record), dtype)) for t in candidates(n, record)]
-
-
-def _best(transforms: list[Transform], sizes: list[int]) -> tuple[Transform, int]:
-    """``(transform, size)`` of the smallest size (ties: the earlier, i.e. lower, id)."""
-    i = int(np.argmin(sizes))
-    return transforms[i], sizes[i]
+    transforms = candidates(n, record)
+    blobs = [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]
+    sizes = _proxy_sizes(blobs + ([data] if with_plain else []))
+    i = int(np.argmin(sizes[: len(transforms)]))
+    return transforms[i], sizes[i], sizes[-1] if with_plain else None
 
 
 def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
@@ -151,8 +153,7 @@ def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
     compresses smallest (ties: the lower id); ``none`` for chunks under 256 bytes."""
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Transform.NONE
-    shuffled = _shuffled_candidates(data, dtype, record)
-    return _best([t for t, _ in shuffled], _proxy_sizes([b for _, b in shuffled]))[0]
+    return _choose_shuffled(data, dtype, record)[0]
 
 
 def _plain_record(record: int, itemsize: int, max_record: int) -> int:
@@ -169,10 +170,8 @@ def choose_coding(data: np.ndarray, dtype, record: int, max_record: int) -> Codi
     dt = shuffle_dtype(dtype)
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Coding(dt, Transform.NONE, record)
-    shuffled = _shuffled_candidates(data, dt, record)
     try_plain = dt is not None and dt.itemsize > 1
-    sizes = _proxy_sizes([b for _, b in shuffled] + ([data] if try_plain else []))
-    transform, size = _best([t for t, _ in shuffled], sizes[: len(shuffled)])
-    if try_plain and sizes[-1] < _PLAIN_MARGIN * size:
+    transform, size, plain_size = _choose_shuffled(data, dt, record, with_plain=try_plain)
+    if try_plain and plain_size < _PLAIN_MARGIN * size:
         return Coding(None, Transform.NONE, _plain_record(record, dt.itemsize, max_record))
     return Coding(dt, transform, record)

@@ -318,6 +318,15 @@ class _ModelGraph:
             index = g.op("Min", index, g.const(OUT_LUT_SIZE - 1, np.int32))
         return index
 
+    def output(self, r: str, output: str) -> str:
+        """The graph's result for the final residual ``r``: ``"gaps"`` (:meth:`logit_gaps`, clamped)
+        or ``"freqs"`` (:meth:`frequencies`)."""
+        if output == "gaps":
+            return self.logit_gaps(r, clamp=True)
+        if output == "freqs":
+            return self.frequencies(r)
+        raise ValueError(f"output must be 'gaps' or 'freqs', got {output!r}")
+
     def frequencies(self, r: str) -> str:
         """Final norm, logits and the int32 frequency table (rows sum to 2**16).
 
@@ -421,10 +430,7 @@ def build_full_graph(weights: IntegerWeights, pieces: int | None = None, output:
             outputs.append(g.op("MatMul", m.divide(e, g.reduce_sum(e)), v_piece))
         o = g.op("Concat", *outputs, axis=2) if pieces > 1 else outputs[0]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    if output not in ("gaps", "freqs"):
-        raise ValueError(f"output must be 'gaps' or 'freqs', got {output!r}")
-    result = m.logit_gaps(r, clamp=True) if output == "gaps" else m.frequencies(r)
-    g.nodes.append(helper.make_node("Identity", [result], [output]))
+    g.nodes.append(helper.make_node("Identity", [m.output(r, output)], [output]))
     inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "n"])]
     outputs = [helper.make_tensor_value_info(output, TensorProto.INT32, ["B", "n", N_SYMBOLS])]
     return _finish(g, "lmcodec_full", inputs, outputs, weights)
@@ -469,10 +475,7 @@ def build_step_graph(weights: IntegerWeights, output: str = "gaps") -> onnx.Mode
         o = g.reduce_sum(g.op("MatMul", m.divide(e_past, total), f"past_v{layer}"), axes=(0,), keepdims=0)
         o = g.op("Add", o, g.op("Mul", g.op("Squeeze", m.divide(e_own, total), g.ints(0)), v))  # [B, H, 1, Dh]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    if output not in ("gaps", "freqs"):
-        raise ValueError(f"output must be 'gaps' or 'freqs', got {output!r}")
-    result = m.logit_gaps(r, clamp=True) if output == "gaps" else m.frequencies(r)
-    g.nodes.append(helper.make_node("Identity", [g.op("Reshape", result, g.ints(0, N_SYMBOLS))], [output]))
+    g.nodes.append(helper.make_node("Identity", [g.op("Reshape", m.output(r, output), g.ints(0, N_SYMBOLS))], [output]))
     for name, parts in (("new_k", new_k), ("new_v", new_v)):
         stacked = [g.op("Unsqueeze", g.op("Squeeze", p, g.ints(2)), g.ints(0)) for p in parts]  # [1, B, H, Dh]
         g.nodes.append(helper.make_node("Concat", stacked, [name], axis=0))
