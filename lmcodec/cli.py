@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-mix",
         action="store_true",
         help="code with the model alone (mode lm, format version 1) instead of mixing it with "
-        "adaptive statistics (mode lm_mix, version 2)",
+        "adaptive statistics (mode lm_mix, version 3)",
     )
     c.add_argument(
         "--stream-length",

@@ -117,7 +117,7 @@ class LMCodec(Codec):
         zstd level of the fallback body (stored instead of the LM body when smaller).
     mix : bool
         ``True`` (default): code with the model mixed with adaptive statistics (mode
-        ``lm_mix``, format version 2). ``False``: the model alone (mode ``lm``, format
+        ``lm_mix``, format version 3). ``False``: the model alone (mode ``lm``, format
         version 1, readable by every lmcodec release).
     stream_length : int
         ``lm_mix`` only: bytes per stream (one mixer lane and one rANS lane), rounded down to
@@ -382,10 +382,11 @@ class LMCodec(Codec):
     def _decode_model_group(self, parsed, decoded, mode, model_id, segment_length, idx, multi):
         from . import lmcoding, mixcoding
 
-        def decode_planes(*args):  # -> [(planes, lm_mix stream parameters or None), ...]
+        def decode_planes(model, bodies, layouts, segment_length, versions):
+            """[(planes, lm_mix stream parameters or None), ...]"""
             if mode == Mode.LM_MIX:
-                return mixcoding.decode_chunks(*args)
-            return [(p, None) for p in lmcoding.decode_planes(*args)]
+                return mixcoding.decode_chunks(model, bodies, layouts, segment_length, versions)
+            return [(p, None) for p in lmcoding.decode_planes(model, bodies, layouts, segment_length)]
 
         model = _load_model_by_id(model_id, self.device)
         if segment_length > model.context_length:
@@ -398,14 +399,15 @@ class LMCodec(Codec):
         layouts = [plane_layout(h.raw_length, h.dtype) for h in headers]
         bodies = [parsed[i][1].tobytes() for i in idx]
         try:
-            planes = decode_planes(model, bodies, layouts, segment_length)
+            versions = [h.version for h in headers]
+            planes = decode_planes(model, bodies, layouts, segment_length, versions)
         except LMCodecError:
             if not multi:
                 raise
             # pooled call failed: find (and name) the first chunk that fails on its own
             for j, i in enumerate(idx):
                 with _chunk_context(i, multi):
-                    decode_planes(model, bodies[j : j + 1], layouts[j : j + 1], segment_length)
+                    decode_planes(model, bodies[j : j + 1], layouts[j : j + 1], segment_length, versions[j : j + 1])
             raise
         for i, h, (p, params) in zip(idx, headers, planes):
             decoded[i] = join_planes(list(p), h.raw_length, h.dtype)

@@ -4,7 +4,8 @@ Header (all integers little-endian)::
 
     offset size  field
     0      4     magic b"LMCz"
-    4      1     format version: the lowest version that defines the mode (MODE_VERSION)
+    4      1     format version: the lowest version that defines what the body holds
+                 (WRITE_VERSION; lm_mix bodies with mixer version 2 need version 3)
     5      1     mode: 0 raw, 1 zstd, 2 lm (version 1); 3 lm_mix (version 2)
     6      1     dtype code (DTYPE_CODES: 0 bytes, 1 u1, 2 i1, 3 u2, 4 i2, 5 u4, 6 i4,
                  7 u8, 8 i8, 9 f2, 10 f4, 11 f8)
@@ -39,6 +40,7 @@ __all__ = [
     "ZSTD_MAX_RATIO",
     "Mode",
     "MODE_VERSION",
+    "WRITE_VERSION",
     "Header",
     "DTYPE_CODES",
     "dtype_to_code",
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 MAGIC = b"LMCz"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Newest chunk format version this module reads and writes."""
 _STRUCT = struct.Struct("<4sBBBBIQI8s")
 HEADER_SIZE = _STRUCT.size + 4  # + header CRC32C
@@ -88,8 +90,11 @@ class Mode(enum.IntEnum):
 
 
 MODE_VERSION = {Mode.RAW: 1, Mode.ZSTD: 1, Mode.LM: 1, Mode.LM_MIX: 2}
-"""Format version that introduced each mode. A chunk is written with the version of its mode,
-so chunks that do not need a newer mode stay readable by older decoders."""
+"""Format version that introduced each mode."""
+WRITE_VERSION = {Mode.RAW: 1, Mode.ZSTD: 1, Mode.LM: 1, Mode.LM_MIX: 3}
+"""Format version each mode is written with: the lowest that defines the body the encoder
+writes (version 3 brought mixer version 2 to lm_mix bodies), so chunks that need nothing newer
+stay readable by older decoders."""
 
 
 # Frozen table: index = code stored in the header. Never reorder, only append (with a version bump).
@@ -154,21 +159,21 @@ class Header:
     segment_length: int = 0
     model_id: bytes = _NO_MODEL
     version: int | None = None
-    """Format version; ``None`` means the version of the mode (:data:`MODE_VERSION`)."""
+    """Format version; ``None`` means the version the mode is written with (:data:`WRITE_VERSION`)."""
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode(self.mode))
         if self.version is None:
-            object.__setattr__(self, "version", MODE_VERSION[self.mode])
+            object.__setattr__(self, "version", WRITE_VERSION[self.mode])
         if self.dtype is not None:
             object.__setattr__(self, "dtype", np.dtype(self.dtype))
 
 
 def pack_header(header: Header) -> bytes:
     """The 36 header bytes of ``header`` (``ValueError`` if it violates the format)."""
-    if header.version != MODE_VERSION[header.mode]:
+    if not MODE_VERSION[header.mode] <= header.version <= FORMAT_VERSION:
         raise ValueError(
-            f"mode {header.mode.name} is written as format version {MODE_VERSION[header.mode]}"
+            f"mode {header.mode.name} exists in format versions {MODE_VERSION[header.mode]}..{FORMAT_VERSION}"
         )
     code, flags = dtype_to_code(header.dtype)
     if code == 0 and header.dtype is not None:

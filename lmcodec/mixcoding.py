@@ -5,24 +5,29 @@ long *streams* (``segments_per_stream`` segments each; the last stream of a plan
 shorter). A stream is one rANS lane and one :class:`~lmcodec.mixing.AdaptiveMixer` lane: the
 model restarts at every segment of the stream (token sequence ``[start_token(kind), b[0], ...]``
 per segment, exactly as in :mod:`lmcoding`), while the mixer's counts, match model and weights
-carry on across the whole stream, which is how repeats far beyond one segment are found. The
-mixer turns the model's table at each position into the table that is coded
-(docs/format.md §4.4 and :mod:`lmcodec.mixing` give the rules; ``MIXER_VERSION`` names them).
+carry on across the whole stream, which is how repeats far beyond one segment are found. With
+mixer version 2 (written since format version 3) the streams of one plane are one mixer group
+and share their counts and match tables, so a stream also learns from (and matches into) the
+bytes its plane's other streams have coded so far, while all of them still advance together.
+The mixer turns the model's table at each position into the table that is coded
+(docs/format.md §4.4 and :mod:`lmcodec.mixing` give the rules; :data:`MIXER_RULES` pins them per
+mixer version).
 
 A stream that would not get smaller is stored raw (one bit in the body), so no stream costs more
-than 8 bits per byte plus its share of the bitmap.
+than 8 bits per byte plus its share of the bitmap (with mixer version 2 its bytes still feed
+its group's statistics, on both sides).
 
-Streams of all chunks of one call are processed in groups of ``group`` lanes (any grouping
-gives the same bytes: lanes never interact). Inside a group, *round* ``k`` runs segment ``k``
-of every stream that has one: the encoder gets the model's tables for a block of rounds in one
-full-sequence call and runs the mixer through them lane by lane (:meth:`AdaptiveMixer.code`,
-lanes spread over the model's worker threads); the decoder advances the model's step graph, the
-mixer and the rANS decoder together, one byte of every stream per step, and with several CPU
-workers decodes one group per worker concurrently.
+Streams of all chunks of one call are processed in batches of about ``group`` lanes, a plane's
+streams (a mixer group) never split (any batching gives the same bytes: groups never interact).
+Inside a batch, *round* ``k`` runs segment ``k`` of every stream that has one: the encoder gets
+the model's tables for a block of rounds in one full-sequence call and runs the mixer through
+them (:meth:`AdaptiveMixer.code`, mixer groups spread over the model's worker threads); the
+decoder advances the model's step graph, the mixer and the rANS decoder together, one byte of
+every stream per step, and with several CPU workers decodes one batch per worker concurrently.
 
 Body layout (after the chunk header; ``n`` streams in plane order, then stream order)::
 
-    u8        mixer version (MIXER_VERSION = 1)
+    u8        mixer version: 1 in format version 2, 2 (MIXER_VERSION) in format version 3
     u8        element transform applied before the byte shuffle (lmcodec.transforms):
               0 none, 1 delta, 2 up (needs r >= 1)
     varint    segments per stream m, 1 <= m, m * segment_length <= MAX_STREAM_LENGTH
@@ -41,20 +46,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import CorruptChunkError
+from .format import WRITE_VERSION, Mode
 from .frequency_model import N_SYMBOLS, FrequencyModel, start_token
 from .lmcoding import encode_varint, read_varint
-from .mixing import DEFAULT_CONFIG, AdaptiveMixer
+from .mixing import DEFAULT_CONFIG, AdaptiveMixer, MixerConfig
 from .preprocess import Plane
-from .rans import RansLaneDecoder, encode_intervals
+from .rans import STATE_LOWER, RansLaneDecoder, encode_intervals
 from .transforms import Transform
 
-MIXER_VERSION = 1
-"""Mixer rules of format version 2: :data:`lmcodec.mixing.DEFAULT_CONFIG`, frozen."""
+MIXER_VERSION = 2
+"""Mixer rules the encoder writes (:data:`MIXER_RULES`)."""
+MIXER_RULES: dict[int, tuple[MixerConfig, bool]] = {
+    1: (DEFAULT_CONFIG, False),
+    2: (replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18), True),
+}
+"""Frozen per mixer version: ``(config, shared)``. ``shared``: the streams of one plane of one
+chunk are one group of :class:`AdaptiveMixer` lanes sharing their statistics; otherwise every
+stream is a group of its own."""
+MIXER_OF_FORMAT = {2: 1, 3: 2}
+assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
+"""The mixer version an ``lm_mix`` body must have, by its chunk's format version."""
 DEFAULT_STREAM_LENGTH = 16384
 """Bytes per stream unless configured (a multiple of every shipped context length)."""
 MAX_STREAM_LENGTH = 1 << 24
@@ -144,17 +160,19 @@ def encode_chunks(
         layout = [(len(a), kind) for a, (_, kind) in zip(arrays, planes)]
         streams += streams_of(layout, prm.stream_length(segment_length), c)
 
+    config, shared = MIXER_RULES[MIXER_VERSION]
     coded: list[tuple[int, int, np.ndarray] | None] = [None] * len(streams)  # (state, count, words)
-    for first in range(0, len(streams), group):
-        members = streams[first : first + group]
+    for batch, groups in _batches(_units(streams, shared), group):
+        members = [streams[i] for i in batch]
         symbols = [data[s.chunk][s.plane][s.start : s.start + s.length] for s in members]
         records = [params[s.chunk].record_length for s in members]
-        cums, freqs = _mixed_intervals(model, symbols, [s.kind for s in members], records, segment_length)
+        mixer = _new_mixer(records, config, groups)
+        cums, freqs = _mixed_intervals(model, mixer, symbols, [s.kind for s in members], segment_length)
         lengths = np.array([s.length for s in members], dtype=np.int64)
         states, words, counts = encode_intervals(cums, freqs, lengths)
         ends = np.cumsum(counts)
-        for i in range(len(members)):
-            coded[first + i] = (int(states[i]), int(counts[i]), words[ends[i] - counts[i] : ends[i]])
+        for k, i in enumerate(batch):
+            coded[i] = (int(states[k]), int(counts[k]), words[ends[k] - counts[k] : ends[k]])
 
     bodies = []
     for c, prm in enumerate(params):
@@ -179,6 +197,32 @@ def encode_chunks(
     return bodies
 
 
+def _units(streams: Sequence[_Stream], shared: bool) -> list[list[int]]:
+    """Indices of the streams that share one mixer group: a chunk's plane when ``shared``,
+    else each stream alone."""
+    units: list[list[int]] = []
+    for i, s in enumerate(streams):
+        prev = streams[i - 1] if i else None
+        if shared and units and prev is not None and (prev.chunk, prev.plane) == (s.chunk, s.plane):
+            units[-1].append(i)
+        else:
+            units.append([i])
+    return units
+
+
+def _batches(units: list[list[int]], size: int) -> list[tuple[list[int], np.ndarray]]:
+    """Consecutive units packed into batches of at most ``size`` streams (a larger unit is a
+    batch of its own), each with the mixer group of every member (0, 1, ... per unit)."""
+    out: list[tuple[list[int], list[int]]] = []
+    for unit in units:
+        if not out or len(out[-1][0]) + len(unit) > size:
+            out.append(([], []))
+        members, groups = out[-1]
+        groups += [groups[-1] + 1 if groups else 0] * len(unit)
+        members += unit
+    return [(members, np.array(groups, dtype=np.int64)) for members, groups in out]
+
+
 def _coded_size(word_count: int) -> int:
     """Body bytes of one coded stream: its word count varint, final state and words."""
     return len(encode_varint(word_count)) + _STATE_BYTES + _WORD_BYTES * word_count
@@ -186,12 +230,13 @@ def _coded_size(word_count: int) -> int:
 
 def _mixed_intervals(
     model: FrequencyModel,
+    mixer: AdaptiveMixer,
     symbols: list[np.ndarray],
     kinds: list[int],
-    records: list[int],
     segment_length: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The coded symbol's ``(cum, freq)`` at every position of every stream of a group.
+    """The coded symbol's ``(cum, freq)`` at every position of every stream of a batch (one
+    ``mixer`` lane each).
 
     Rounds are taken ``rounds`` at a time (as many as keep the model's tables within
     ``ENCODE_TABLE_BYTES``): one model call gives the tables of every segment of those rounds, then
@@ -203,7 +248,6 @@ def _mixed_intervals(
     width = int(lengths.max())
     cums = np.zeros((n, width), dtype=np.int32)
     freqs = np.ones((n, width), dtype=np.int32)
-    mixer = _new_mixer(n, records)
     seg = segment_length
     rounds = max(1, ENCODE_TABLE_BYTES // (n * seg * N_SYMBOLS * 4))
     block = rounds * seg
@@ -237,8 +281,8 @@ def _mixed_intervals(
     return cums, freqs
 
 
-def _new_mixer(n: int, records: list[int]) -> AdaptiveMixer:
-    mixer = AdaptiveMixer(n, DEFAULT_CONFIG)
+def _new_mixer(records: list[int], config: MixerConfig, groups: np.ndarray) -> AdaptiveMixer:
+    mixer = AdaptiveMixer(len(records), config, groups=groups)
     rec = np.array(records, dtype=np.int64)
     if np.any(rec > 0):
         mixer.set_record_length(rec, rec > 0)
@@ -260,6 +304,7 @@ def _check_params(prm: StreamParams, segment_length: int, error: type[Exception]
 
 @dataclass
 class _Parsed:
+    mixer_version: int
     streams: list[_Stream]
     params: StreamParams
     raw: np.ndarray  # bool per stream
@@ -270,15 +315,15 @@ class _Parsed:
 
 
 def _parse_body(
-    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int
+    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int, mixer_version: int
 ) -> _Parsed:
-    """Validate one body against its layout, allocating nothing sized by untrusted numbers
-    before the body is known to hold them."""
+    """Validate one body (whose chunk's format version requires ``mixer_version``) against its
+    layout, allocating nothing sized by untrusted numbers before the body is known to hold them."""
     view = memoryview(body).cast("B")
     if len(view) < 2:
         raise CorruptChunkError("lm_mix body too short")
-    if view[0] != MIXER_VERSION:
-        raise CorruptChunkError(f"unknown mixer version {view[0]}")
+    if view[0] != mixer_version:
+        raise CorruptChunkError(f"mixer version {view[0]} in a chunk whose format version needs {mixer_version}")
     m, pos = read_varint(view, 2, MAX_STREAM_LENGTH // segment_length, "segments per stream")
     r, pos = read_varint(view, pos, MAX_RECORD_LENGTH, "record length")
     prm = StreamParams(m, r, view[1])
@@ -309,16 +354,18 @@ def _parse_body(
     pos += _STATE_BYTES * len(coded)
     words = np.frombuffer(view, "<u2", sum(counts), pos)
     pos += _WORD_BYTES * sum(counts)
-    return _Parsed(streams, prm, raw, states, np.array(counts, dtype=np.int64), words, view[pos:])
+    return _Parsed(mixer_version, streams, prm, raw, states, np.array(counts, dtype=np.int64), words, view[pos:])
 
 
-def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int) -> list[int]:
+def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
+                format_version: int | None = None) -> list[int]:
     """Body bytes spent on each plane of a valid body: its streams' word count varints, final
     states and words (or raw bytes); the shared prefix (version, varints, bitmap) is left out.
 
     For reports (bits per byte per plane); raises :class:`CorruptChunkError` like the decoder.
     """
-    prs = _parse_body(body, layout, segment_length, 0)
+    version = WRITE_VERSION[Mode.LM_MIX] if format_version is None else format_version
+    prs = _parse_body(body, layout, segment_length, 0, _mixer_of_format(version))
     costs = [0] * len(layout)
     j = 0
     for s, is_raw in zip(prs.streams, prs.raw):
@@ -330,67 +377,96 @@ def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: 
     return costs
 
 
+def _mixer_of_format(format_version: int) -> int:
+    if format_version not in MIXER_OF_FORMAT:
+        raise CorruptChunkError(f"format version {format_version} has no lm_mix mode")
+    return MIXER_OF_FORMAT[format_version]
+
+
 def decode_chunks(
     model: FrequencyModel,
     bodies: Sequence[bytes],
     layouts: Sequence[Sequence[tuple[int, int]]],
     segment_length: int,
+    format_versions: Sequence[int] | None = None,
     *,
     group: int = DEFAULT_GROUP,
 ) -> list[tuple[list[np.ndarray], StreamParams]]:
     """Inverse of :func:`encode_chunks`; returns every chunk's planes (uint8 arrays) and its
-    stream parameters (the caller inverts ``params.transform``).
+    stream parameters (the caller inverts ``params.transform``). ``format_versions``: each
+    chunk's header version (it fixes the mixer version, :data:`MIXER_OF_FORMAT`); default: the
+    version :func:`encode_chunks` writes.
 
     Raises :class:`CorruptChunkError` for a body that does not fit its layout or fails to decode.
     """
-    if len(bodies) != len(layouts):
-        raise ValueError(f"{len(bodies)} bodies but {len(layouts)} layouts")
+    if format_versions is None:
+        format_versions = [WRITE_VERSION[Mode.LM_MIX]] * len(bodies)
+    if not len(bodies) == len(layouts) == len(format_versions):
+        raise ValueError(f"{len(bodies)} bodies, {len(layouts)} layouts, {len(format_versions)} versions")
     if not 1 <= segment_length <= model.context_length:
         raise CorruptChunkError(f"segment length {segment_length} not in [1, {model.context_length}]")
-    parsed = [_parse_body(b, lay, segment_length, c) for c, (b, lay) in enumerate(zip(bodies, layouts))]
+    parsed = [_parse_body(b, lay, segment_length, c, _mixer_of_format(v))
+              for c, (b, lay, v) in enumerate(zip(bodies, layouts, format_versions))]
     out = [[np.zeros(length, dtype=np.uint8) for length, _ in layout] for layout in layouts]
 
-    todo: list[tuple[_Stream, int, int, np.ndarray, int]] = []  # stream, state, record, words
+    # stream, state, word count, words, record length, bytes if stored raw (shared groups only)
+    todo: list[tuple[_Stream, int, int, np.ndarray, int, np.ndarray | None]] = []
+    units: dict[int, list[list[int]]] = {}  # by mixer version
     for c, prs in enumerate(parsed):
-        raw_pos = 0
+        shared = MIXER_RULES[prs.mixer_version][1]
         ends = np.cumsum(prs.counts)
+        raw_pos = 0
         j = 0
-        for s, is_raw in zip(prs.streams, prs.raw):
+        unit: list[int] = []
+        for k, (s, is_raw) in enumerate(zip(prs.streams, prs.raw)):
             if is_raw:
-                out[c][s.plane][s.start : s.start + s.length] = np.frombuffer(
-                    prs.raw_bytes, np.uint8, s.length, raw_pos)
+                stored = np.frombuffer(prs.raw_bytes, np.uint8, s.length, raw_pos)
+                out[c][s.plane][s.start : s.start + s.length] = stored
                 raw_pos += s.length
+                item = (s, STATE_LOWER, 0, prs.words[:0], prs.params.record_length, stored)
             else:
                 words = prs.words[ends[j] - prs.counts[j] : ends[j]]
-                todo.append((s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length))
+                item = (s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length, None)
                 j += 1
+            if not shared or k == 0 or prs.streams[k - 1].plane != s.plane:
+                unit = []
+                units.setdefault(prs.mixer_version, []).append(unit)
+            if shared or not is_raw:  # a raw stream of its own group needs no mixer
+                unit.append(len(todo))
+                todo.append(item)
 
-    # A model with several CPU workers decodes one group of streams per worker concurrently
-    # (model step, mixer and rANS of a group in one thread, which keeps every core busy), with
-    # groups of at most ``group // workers`` streams so the caches in memory stay within ``group``.
+    # A model with several CPU workers decodes one batch of streams per worker concurrently
+    # (model step, mixer and rANS of a batch in one thread, which keeps every core busy), with
+    # batches of at most ``group // workers`` streams (a shared group is never split) so the
+    # caches in memory stay within ``group``.
     workers = max(1, int(getattr(model, "workers", 1)))
     size = max(1, min(group // workers, -(-len(todo) // workers))) if workers > 1 else group
-    groups = [todo[first : first + size] for first in range(0, len(todo), size)]
-    concurrent = workers > 1 and len(groups) > 1
+    batches = [(version, members, groups) for version, us in units.items()
+               for members, groups in _batches([u for u in us if any(todo[i][5] is None for i in u)], size)]
+    concurrent = workers > 1 and len(batches) > 1
 
-    def run(members) -> None:
-        decoded = _decode_group(model, members, segment_length, 1 if concurrent else None)
-        for (s, *_), d in zip(members, decoded):
+    def run(version: int, members: list[int], groups: np.ndarray) -> None:
+        items = [todo[i] for i in members]
+        config = MIXER_RULES[version][0]
+        decoded = _decode_group(model, items, segment_length, 1 if concurrent else None, config, groups)
+        for (s, *_), d in zip(items, decoded):
             out[s.chunk][s.plane][s.start : s.start + s.length] = d
 
     if concurrent:
-        with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix="lmcodec-mix") as pool:
-            for done in [pool.submit(run, members) for members in groups]:
+        with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="lmcodec-mix") as pool:
+            for done in [pool.submit(run, *batch) for batch in batches]:
                 done.result()
     else:
-        for members in groups:
-            run(members)
+        for batch in batches:
+            run(*batch)
     return [(planes, prs.params) for planes, prs in zip(out, parsed)]
 
 
-def _decode_group(model: FrequencyModel, members, segment_length: int, workers: int | None) -> list[np.ndarray]:
-    """Decode ``members`` together; ``workers``: threads of the model's step (None: its default;
-    passed only to models that run several, i.e. have a ``workers`` attribute)."""
+def _decode_group(model: FrequencyModel, members, segment_length: int, workers: int | None,
+                  config: MixerConfig, groups: np.ndarray) -> list[np.ndarray]:
+    """Decode ``members`` together (one mixer lane each, in mixer ``groups``); ``workers``:
+    threads of the model's step (None: its default; passed only to models that run several,
+    i.e. have a ``workers`` attribute). A member stored raw is fed to the mixer as known bytes."""
     n = len(members)
     lengths = np.array([m[0].length for m in members], dtype=np.int64)
     coder = RansLaneDecoder(
@@ -398,10 +474,14 @@ def _decode_group(model: FrequencyModel, members, segment_length: int, workers: 
         np.concatenate([m[3] for m in members]).astype(np.uint16),
         np.array([m[2] for m in members], dtype=np.int64),
     )
-    mixer = _new_mixer(n, [m[4] for m in members])
+    mixer = _new_mixer([m[4] for m in members], config, groups)
     kinds = [m[0].kind for m in members]
     width = int(lengths.max())
     decoded = np.zeros((n, width), dtype=np.uint8)
+    stored = [i for i, m in enumerate(members) if m[5] is not None]
+    known = np.zeros((n, width), dtype=np.int16)  # byte + 1 of streams stored raw, else 0
+    for i in stored:
+        known[i, : lengths[i]] = members[i][5].astype(np.int16) + 1
     lm_rows = np.ones((n, N_SYMBOLS), dtype=np.int32)
     for k in range(-(-width // segment_length)):
         lo = k * segment_length
@@ -412,9 +492,8 @@ def _decode_group(model: FrequencyModel, members, segment_length: int, workers: 
         for p in range(span):
             lm_rows[active] = stepper.step(tokens)
             live = lengths > lo + p
-            sym = mixer.decode(lm_rows, coder, live)
+            sym = mixer.decode(lm_rows, coder, live, known[:, lo + p] if stored else None)
             decoded[:, lo + p] = sym
             tokens = sym[active].astype(np.int64)
     coder.finish()
     return [decoded[i, : lengths[i]] for i in range(n)]
-

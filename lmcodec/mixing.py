@@ -361,14 +361,36 @@ class AdaptiveMixer:
 
     ``step`` and ``update`` alternate strictly. The state of a lane is unaffected by where LM
     segments begin; :meth:`reset` starts lanes afresh (a new stream).
+
+    ``groups`` (int ``[B]``, default: every lane its own group) lets runs of consecutive lanes
+    share their statistics: ``groups[0] = 0`` and each next entry equals the previous one or
+    exceeds it by one. The lanes of a group share the order-0/1/2 and record counts and the
+    match model's tables and hit counts (whose entries name the lane and position they point
+    to, so a lane's match may continue another lane's history); each lane keeps its own
+    history, match, record length, mixing weights and switch. The group's lanes advance together
+    in *rounds*: round ``t`` codes byte ``t`` of every lane that has one, lane after lane in lane
+    order (its table, then its update), so a lane's table depends on earlier rounds and on the
+    lanes before it in the current one. Only :meth:`code` and :meth:`decode` advance shared
+    groups (``step``/``update`` take all lanes' tables before any update, another order), and
+    only the compiled backend runs them. Lanes of different groups never interact.
     """
 
-    def __init__(self, lanes: int, config: MixerConfig = DEFAULT_CONFIG, backend: str | None = None):
+    def __init__(self, lanes: int, config: MixerConfig = DEFAULT_CONFIG, backend: str | None = None,
+                 groups: np.ndarray | None = None):
         if lanes < 0:
             raise ValueError("lanes must be >= 0")
         backend = default_backend() if backend is None else backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        grp = np.arange(lanes, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+        if grp.shape != (lanes,) or (lanes and (grp[0] != 0 or np.any((np.diff(grp) < 0) | (np.diff(grp) > 1)))):
+            raise ValueError("groups must be [lanes], start at 0 and rise by 0 or 1 per lane")
+        n_groups = int(grp[-1]) + 1 if lanes else 0
+        if n_groups != lanes and backend != "numba":
+            raise ValueError("lanes sharing a group need the compiled (numba) backend")
+        self.groups = grp
+        self._shared = n_groups != lanes
+        self._gfirst = np.searchsorted(grp, grp, side="left").astype(np.int64)
         self.backend = backend
         self.config = config
         self.lanes = int(lanes)
@@ -381,31 +403,33 @@ class AdaptiveMixer:
         self._set_of_len = np.searchsorted(np.array(config.set_len_edges), np.arange(4 * MATCH_VERIFY + 1),
                                            side="right")  # weight set per match length (clipped)
         self._ar = np.arange(self.lanes)
-        B = self.lanes
-        # State (all per lane)
+        B, G = self.lanes, n_groups
+        # State: c0, c1, c2, crec, mtab, mtab2, mhit, mtot per group, the rest per lane
         self.w = np.zeros((B, config.n_sets, self._k), dtype=np.int64)
         self.vsw = np.zeros((B, 2), dtype=np.int64)  # switch log-weights (G, uniform), <= 0
         self.t = np.zeros(B, dtype=np.int64)  # symbols seen
         self.hist8 = np.zeros(B, dtype=np.uint64)  # last 8 bytes, newest in the low byte
-        self.c0 = np.zeros((B, N_SYMBOLS), dtype=np.int32) if self._has["o0"] else None
-        self.c1 = np.zeros((B, N_SYMBOLS, N_SYMBOLS), dtype=np.uint8) if self._has["o1"] else None
-        self.c2 = np.zeros((B, 1 << config.o2_bits, N_SYMBOLS), dtype=np.uint8) if self._has["o2"] else None
+        self.c0 = np.zeros((G, N_SYMBOLS), dtype=np.int32) if self._has["o0"] else None
+        self.c1 = np.zeros((G, N_SYMBOLS, N_SYMBOLS), dtype=np.uint8) if self._has["o1"] else None
+        self.c2 = np.zeros((G, 1 << config.o2_bits, N_SYMBOLS), dtype=np.uint8) if self._has["o2"] else None
         ring = 1 << config.history_bits if (self._has["match"] or self._has["rec"]) else 0
         self.hist = np.zeros((B, ring), dtype=np.uint8)  # the lane's last bytes, byte t at t % ring
         self.rfixed = np.zeros(B, dtype=np.int64)  # explicit record length, 0 = detect
         if self._has["rec"]:
-            self.crec = np.zeros((B, N_SYMBOLS, N_SYMBOLS), dtype=np.uint8)
+            self.crec = np.zeros((G, N_SYMBOLS, N_SYMBOLS), dtype=np.uint8)
             self.rlast = np.zeros((B, N_SYMBOLS, 2), dtype=np.int64)  # last two positions + 1 of each byte
             self.rcand = np.zeros(B, dtype=np.int64)
             self.rvote = np.zeros(B, dtype=np.int64)
             self.rlen = np.zeros(B, dtype=np.int64)
         if self._has["match"]:
-            self.mtab = np.zeros((B, 1 << config.hash_bits), dtype=np.int32)
-            self.mtab2 = np.zeros((B, 1 << config.hash_bits if config.match_long else 0), dtype=np.int32)
+            # entries: rank of the writing lane in its group << 32 | position of the next byte
+            self.mtab = np.zeros((G, 1 << config.hash_bits), dtype=np.int64)
+            self.mtab2 = np.zeros((G, 1 << config.hash_bits if config.match_long else 0), dtype=np.int64)
             self.mptr = np.zeros(B, dtype=np.int64)
             self.mlen = np.zeros(B, dtype=np.int64)
-            self.mhit = np.zeros((B, MATCH_BUCKETS), dtype=np.int32)
-            self.mtot = np.zeros((B, MATCH_BUCKETS), dtype=np.int32)
+            self.mlane = np.arange(B, dtype=np.int64)  # lane whose history the match follows
+            self.mhit = np.zeros((G, MATCH_BUCKETS), dtype=np.int32)
+            self.mtot = np.zeros((G, MATCH_BUCKETS), dtype=np.int32)
         self._start(self._ar)  # every other state array starts as the zeros just allocated
         self._k_arrays = self._kernel_arrays() if backend == "numba" else None
         self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32) if backend == "numba" else None  # kernel argument
@@ -426,14 +450,15 @@ class AdaptiveMixer:
                            cfg.match_long, cfg.switch_clamp_bits, W_MIN, W_MAX, int(self._has["rec"])],
                           dtype=np.int64)
         return _kernels.MixerArrays(
-            w=self.w, vsw=self.vsw, t=self.t, hist8=self.hist8,
+            grp=self.groups, gfirst=self._gfirst, w=self.w, vsw=self.vsw, t=self.t, hist8=self.hist8,
             c0=have("c0", np.int32, (B, 0)), c1=have("c1", np.uint8, (B, 0, 0)),
             c2=have("c2", np.uint8, (B, 0, 0)), crec=have("crec", np.uint8, (B, 0, 0)),
             hist=self.hist, rfixed=self.rfixed,
             rcand=have("rcand", np.int64, (B,)), rvote=have("rvote", np.int64, (B,)),
             rlen=have("rlen", np.int64, (B,)), rlast=have("rlast", np.int64, (B, 0, 2)),
-            mtab=have("mtab", np.int32, (B, 0)), mtab2=have("mtab2", np.int32, (B, 0)),
+            mtab=have("mtab", np.int64, (B, 0)), mtab2=have("mtab2", np.int64, (B, 0)),
             mptr=have("mptr", np.int64, (B,)), mlen=have("mlen", np.int64, (B,)),
+            mlane=have("mlane", np.int64, (B,)),
             mhit=have("mhit", np.int32, (B, 0)), mtot=have("mtot", np.int32, (B, 0)),
             L=np.zeros((B, 5, N_SYMBOLS), dtype=np.int32), q=np.zeros((B, N_SYMBOLS), dtype=np.int64),
             x=np.zeros((B, N_SYMBOLS), dtype=np.int64), G=np.zeros((B, N_SYMBOLS), dtype=np.int32),
@@ -444,21 +469,31 @@ class AdaptiveMixer:
 
     # ---------------------------------------------------------------- state
     def reset(self, mask: np.ndarray | None = None) -> None:
-        """Start the lanes in ``mask`` (bool ``[B]``, default all) as new, empty streams (this
-        also forgets an explicit record length)."""
+        """Start the lanes in ``mask`` (bool ``[B]``, default all; whole groups only) as new,
+        empty streams (this also forgets an explicit record length)."""
         idx = self._ar if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
-        for name in ("t", "hist8", "rfixed", "c0", "c1", "c2", "crec", "rlast", "rcand", "rvote", "rlen", "hist",
-                     "mtab", "mtab2", "mptr", "mlen", "mhit", "mtot"):
+        gi = np.unique(self.groups[idx])
+        if np.count_nonzero(np.isin(self.groups, gi)) != len(idx):
+            raise ValueError("reset needs every lane of a group")
+        for name in ("t", "hist8", "rfixed", "rlast", "rcand", "rvote", "rlen", "hist", "mptr", "mlen"):
             a = getattr(self, name, None)
             if a is not None:
                 a[idx] = 0
+        for name in ("c0", "c1", "c2", "crec", "mtab", "mtab2", "mhit", "mtot"):
+            a = getattr(self, name, None)
+            if a is not None:
+                a[gi] = 0
         self._start(idx)
 
     def _start(self, idx: np.ndarray) -> None:
-        """Set the non-zero initial state (weights, switch) of lanes ``idx``."""
+        """Set the non-zero initial state (weights, switch, match lane) of lanes ``idx`` (whole
+        groups)."""
         cfg = self.config
-        self.w[idx] = np.array([cfg.init_weights[COMPONENTS.index(k)] for k in cfg.components], dtype=np.int64)
+        w0 = np.array([cfg.init_weights[COMPONENTS.index(k)] for k in cfg.components], dtype=np.int64)
+        self.w[idx] = w0
         self.vsw[idx] = (0, -cfg.switch_init_bits * LOG_ONE)
+        if self._has["match"]:
+            self.mlane[idx] = idx
         self._pending = False
 
     # ---------------------------------------------------------------- step
@@ -471,6 +506,8 @@ class AdaptiveMixer:
         """
         if self._pending:
             raise RuntimeError("step() called twice without update()")
+        if self._shared:
+            raise RuntimeError("lanes sharing a group advance only through code() and decode()")
         B = self.lanes
         if lm_freqs is not None:
             lm_freqs = self._lm_input(lm_freqs, (B, N_SYMBOLS))
@@ -670,7 +707,7 @@ class AdaptiveMixer:
                 mlen[look] = np.where(good, length, mlen[look])
                 mptr[look] = np.where(good, cand, mptr[look])
             wr = np.flatnonzero(ready2)
-            self.mtab2[a[wr], key2[wr]] = pos[wr].astype(np.int32)
+            self.mtab2[a[wr], key2[wr]] = pos[wr]
         look = np.flatnonzero((mlen == 0) & ready)
         if look.size:
             length, cand = self._verify(a[look], self.mtab, key[look], pos[look])
@@ -680,7 +717,7 @@ class AdaptiveMixer:
         self.mlen[a] = mlen
         self.mptr[a] = mptr
         wr = np.flatnonzero(ready)
-        self.mtab[a[wr], key[wr]] = pos[wr].astype(np.int32)
+        self.mtab[a[wr], key[wr]] = pos[wr]
 
     def _update_rec(self, a: np.ndarray, s: np.ndarray, t: np.ndarray) -> None:
         """Record counts and record-length detection (majority vote over equal repeat distances:
@@ -740,25 +777,36 @@ class AdaptiveMixer:
         return np.where(ok, length, 0), cand
 
     # ---------------------------------------------------------------- decoder
-    def decode(self, lm_freqs: np.ndarray, coder: "RansLaneDecoder", active: np.ndarray) -> np.ndarray:
+    def decode(self, lm_freqs: np.ndarray, coder: "RansLaneDecoder", active: np.ndarray,
+               known: np.ndarray | None = None) -> np.ndarray:
         """The decoder's step: :meth:`step`, ``coder.decode_step`` and :meth:`update` for the
         lanes in ``active`` (bool ``[B]``); returns the decoded bytes (uint8 ``[B]``, 0 for
         inactive lanes). ``coder`` is the :class:`~lmcodec.rans.RansLaneDecoder` of these lanes.
+        ``known`` (uint8 ``[B]`` or None): lanes whose byte is already known (``known[j] = byte
+        + 1``, 0 = decode it), e.g. streams stored raw that share a group with coded ones; the
+        mixer is fed their byte and the coder does not move.
         Raises :class:`~lmcodec.errors.CorruptChunkError` when a lane runs out of words."""
         if self._pending:
             raise RuntimeError("decode() between step() and update()")
         active = np.asarray(active, dtype=bool)
+        if coder.lanes != self.lanes or active.shape != (self.lanes,):
+            raise ValueError("coder and active must have one entry per lane")
+        known = np.zeros(self.lanes, dtype=np.int16) if known is None else np.asarray(known, dtype=np.int16)
+        if known.shape != (self.lanes,):
+            raise ValueError("known must have one entry per lane")
         if self.backend == "numpy":
-            sym = coder.decode_step(self.step(lm_freqs), active)
+            table = self.step(lm_freqs)
+            sym = coder.decode_step(table, active & (known == 0))
+            sym[known > 0] = known[known > 0] - 1
             self.update(sym, active)
             return sym
         lm = self._lm_input(lm_freqs, (self.lanes, N_SYMBOLS))
-        if coder.lanes != self.lanes or active.shape != (self.lanes,):
-            raise ValueError("coder and active must have one entry per lane")
-        sym = np.zeros(self.lanes, dtype=np.uint8)
+        sym = np.maximum(known - 1, 0).astype(np.uint8)
         states, words, pos, end = coder.lane_arrays()
-        if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, sym, self._k_arrays):
+        if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, known > 0, sym,
+                                 self._k_arrays):
             raise CorruptChunkError("rANS lane ran out of words")
+        sym[~active] = 0
         return sym
 
     # ---------------------------------------------------------------- encoder
@@ -768,10 +816,10 @@ class AdaptiveMixer:
         tables ``lm_freqs[i, p]`` (integer ``[m, n, 256]``, or None); returns each coded byte's
         interval ``(cum, freq)`` in its table, int32 ``[m, n]`` (0 past ``counts[i]``).
 
-        The same as :meth:`step`/:meth:`update` per position (other lanes do not move), so the
-        decoder's tables match. ``lanes`` must be distinct. ``parallel`` (a ``map``-like
+        The same as :meth:`step`/:meth:`update` per position (lanes not listed do not move), so
+        the decoder's tables match. ``lanes`` must be distinct. ``parallel`` (a ``map``-like
         ``parallel(fn, items) -> list``, e.g. :meth:`OnnxFrequencyModel.parallel`) spreads the
-        lanes over threads in the compiled backend; it never changes the output.
+        groups over threads in the compiled backend; it never changes the output.
         """
         if self._pending:
             raise RuntimeError("code() between step() and update()")
@@ -790,7 +838,11 @@ class AdaptiveMixer:
         if self.backend == "numba":
             use = lm_freqs is not None
             lm = lm_freqs if use else np.zeros((m, n, 0), dtype=np.int32)
-            parts = np.array_split(np.arange(m), max(1, min(m, 2 * (os.cpu_count() or 1))))
+            rows = np.argsort(lanes, kind="stable")  # by group, lanes in order within each
+            first = np.flatnonzero(np.diff(self.groups[lanes[rows]], prepend=-1))  # a group's first row
+            n_parts = max(1, min(len(first), 2 * (os.cpu_count() or 1)))
+            ends = np.append(first[1:], m)
+            parts = [rows[first[g[0]] : ends[g[-1]]] for g in np.array_split(np.arange(len(first)), n_parts) if len(g)]
 
             def run(rows: np.ndarray) -> None:
                 _kernels.code_lanes(rows, lanes[rows], lm, use, symbols, counts, cum, freq, self._k_arrays)

@@ -9,8 +9,15 @@ identical tables and states. Every quantity is an ``int64`` (``uint64`` with wra
 the hashes and the 8-byte history); the bounds of :mod:`lmcodec.mixing` keep every product and
 sum below ``2**63``, so no result depends on the order of operations.
 
-The state is the mixer's own numpy arrays (``MixerArrays``), changed in place; a lane touches only
-its own rows, so disjoint lane sets can run concurrently (the kernels release the GIL).
+The state is the mixer's own numpy arrays (``MixerArrays``), changed in place. A lane's own state
+(history, match, record detection, mixing weights, switch) is indexed by the lane ``j``; the
+adaptive statistics (counts, match tables) by its *group* ``grp[j]``, shared by the lanes of the group (see
+:class:`lmcodec.mixing.AdaptiveMixer`). A lane touches only its own rows and its group's, so
+disjoint sets of groups can run concurrently (the kernels release the GIL).
+
+Within a group, one *round* codes one byte of every listed lane, lane after lane in lane order
+(table, then update); the group's entry points (:func:`code_lanes`, :func:`decode_lanes`) keep
+that order, so a lane's table depends on earlier rounds and on the lanes before it in this one.
 
 Entry points: :func:`step_lanes` / :func:`update_lanes` (one byte of many lanes, as
 ``AdaptiveMixer.step`` / ``update``), :func:`code_lanes` (the encoder: many bytes of each lane,
@@ -33,6 +40,7 @@ __all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes", "decode_la
 _U8 = np.uint64(8)
 _BYTE = np.uint64(0xFF)
 _LAST_TWO = np.uint64(0xFFFF)
+_POS_MASK = (1 << 32) - 1
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # = lmcodec.mixing._HASH_MUL (mixing imports this module, not the reverse)
 _SPARE = TOTAL - N_SYMBOLS
 _TOTAL = TOTAL
@@ -45,11 +53,14 @@ _WORD_SHIFT = np.uint64(WORD_BITS)
 class MixerArrays(NamedTuple):
     """Everything the kernels read or write, for ``B`` lanes (``K`` = weight slots).
 
-    State (persists across bytes): ``w [B, sets, K]``, ``vsw [B, 2]``, ``t [B]``, ``hist8 [B]``
-    (uint64), ``c0 [B, 256]`` (int32), ``c1 [B, 256, 256]``, ``c2 [B, rows, 256]``, ``crec [B,
-    256, 256]`` (uint8), ``hist [B, ring]`` (uint8), ``rfixed``, ``rcand``, ``rvote``, ``rlen``,
-    ``mptr``, ``mlen [B]``, ``rlast [B, 256, 2]`` (int64), ``mtab``, ``mtab2 [B, 2**hash_bits]``,
-    ``mhit``, ``mtot [B, 16]`` (int32). An absent component's arrays have a zero-length last axis.
+    State (persists across bytes), per group (``G`` groups): ``c0 [G, 256]`` (int32), ``c1 [G, 256, 256]``, ``c2 [G, rows, 256]``, ``crec [G, 256, 256]`` (uint8),
+    ``mtab``, ``mtab2 [G, 2**hash_bits]`` (int64: ``rank << 32 | position``, rank = the writing
+    lane's index in its group), ``mhit``, ``mtot [G, 16]`` (int32); per lane: ``w [B, sets, K]``, ``vsw [B, 2]``,
+    ``t [B]``, ``hist8 [B]`` (uint64), ``hist [B, ring]`` (uint8), ``rfixed``, ``rcand``,
+    ``rvote``, ``rlen``, ``mptr``, ``mlen``, ``mlane [B]`` (lane whose history the match
+    follows), ``rlast [B, 256, 2]`` (int64). ``grp [B]`` (a lane's group) and ``gfirst [B]`` (the
+    first lane of its group; a group is a run of consecutive lanes) are fixed. An absent
+    component's arrays have a zero-length last axis.
 
     Scratch (written by a step, read by the next update of the same lane): ``L [B, 5, 256]`` (the
     dense inputs lm, o0, o1, o2, rec), ``q [B, 256]``, ``x [B, 256]``, ``G [B, 256]``, ``S [B, 10]`` (scalars: Q,
@@ -61,6 +72,8 @@ class MixerArrays(NamedTuple):
     look-up tables ``LG``, ``KT8`` (int32) and ``EXP`` (int64).
     """
 
+    grp: np.ndarray
+    gfirst: np.ndarray
     w: np.ndarray
     vsw: np.ndarray
     t: np.ndarray
@@ -79,6 +92,7 @@ class MixerArrays(NamedTuple):
     mtab2: np.ndarray
     mptr: np.ndarray
     mlen: np.ndarray
+    mlane: np.ndarray
     mhit: np.ndarray
     mtot: np.ndarray
     L: np.ndarray
@@ -139,6 +153,7 @@ def _step_lane(j, lm, use_lm, out, m):
     cfg, widx, LG, KT8, EXP = m.cfg, m.widx, m.LG, m.KT8, m.EXP
     L = m.L[j]
     S = m.S[j]
+    g = m.grp[j]
     hmask = (1 << cfg[_HISTORY_BITS]) - 1
     h8 = m.hist8[j]
     t = m.t[j]
@@ -153,13 +168,13 @@ def _step_lane(j, lm, use_lm, out, m):
     else:
         L[0, :] = 0
     if widx[_C0] >= 0:
-        c0 = m.c0[j]
+        c0 = m.c0[g]
         for s in range(256):
             L[1, s] = LG[2 * np.int64(c0[s]) + 1]
     else:
         L[1, :] = 0
     if widx[_C1] >= 0:
-        c1 = m.c1[j, prev1]
+        c1 = m.c1[g, prev1]
         for s in range(256):
             L[2, s] = KT8[c1[s]]
     else:
@@ -168,7 +183,7 @@ def _step_lane(j, lm, use_lm, out, m):
         bits = cfg[_O2_BITS]
         h2 = np.int64(((h8 & _LAST_TWO) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
         S[_H2] = h2
-        c2 = m.c2[j, h2]
+        c2 = m.c2[g, h2]
         for s in range(256):
             L[3, s] = KT8[c2[s]]
     else:
@@ -181,7 +196,7 @@ def _step_lane(j, lm, use_lm, out, m):
         S[_ABOVE] = above
         S[_HAS_REC] = 1 if has_rec else 0
         if has_rec:
-            crec = m.crec[j, above]
+            crec = m.crec[g, above]
             for s in range(256):
                 L[4, s] = KT8[crec[s]]
         else:
@@ -193,11 +208,11 @@ def _step_lane(j, lm, use_lm, out, m):
     mscore = 0
     if widx[_MATCH] >= 0:
         ml = m.mlen[j]
-        pred = np.int64(m.hist[j, m.mptr[j] & hmask])
+        pred = np.int64(m.hist[m.mlane[j], m.mptr[j] & hmask])
         bucket = min(ml, 15)
         if ml > 0:
-            h = np.int64(m.mhit[j, bucket])
-            miss = np.int64(m.mtot[j, bucket]) - h
+            h = np.int64(m.mhit[g, bucket])
+            miss = np.int64(m.mtot[g, bucket]) - h
             mscore = np.int64(LG[2 * h + 1]) - LG[2 * miss + 1] + LG[255]
         set_of_len = m.set_of_len
         sel = set_of_len[min(ml, len(set_of_len) - 1)]
@@ -243,18 +258,25 @@ def _step_lane(j, lm, use_lm, out, m):
 
 @njit(cache=True, nogil=True)
 def _verify(j, table, key, pos, m, hmask, ring):
-    """(verified match length 0..16, candidate position) from ``table[j, key]``."""
-    hist = m.hist[j]
-    cand = np.int64(table[j, key])
+    """(verified match length 0..16, candidate position, candidate lane) from ``table[grp[j],
+    key]``: the number of bytes before the candidate (in its lane's history) that equal the
+    bytes before ``pos`` in lane ``j``'s. (Every lane of a group is at the same position; a
+    candidate's byte is known when lane ``j`` next needs it: a lane before ``j`` has coded it by
+    then, a lane after ``j`` wrote the entry one round earlier.)"""
+    v = np.int64(table[m.grp[j], key])
+    cand = v & _POS_MASK
+    lane = m.gfirst[j] + (v >> 32)
     if not (cand > 0 and pos - cand < ring - 16 - 1):
-        return 0, cand
+        return 0, cand, lane
+    hist = m.hist[j]
+    other = m.hist[lane]
     n = 0
     for k in range(1, 17):
         ci = cand - k
-        if ci < 0 or hist[ci & hmask] != hist[(pos - k) & hmask]:
+        if ci < 0 or other[ci & hmask] != hist[(pos - k) & hmask]:
             break
         n += 1
-    return n, cand
+    return n, cand, lane
 
 
 @njit(cache=True, nogil=True)
@@ -273,6 +295,7 @@ def _update_lane(j, s, m):
     Q = S[_Q]
     sel = S[_SEL]
     t = m.t[j]
+    g = m.grp[j]
     # ---- weights
     lr_t = cfg[_LR] * (1 + ((cfg[_LR_BOOST] - 1) * cfg[_LR_BOOST_STEPS]) // (cfg[_LR_BOOST_STEPS] + t))
     w = m.w[j, sel]
@@ -303,11 +326,11 @@ def _update_lane(j, s, m):
     vsw[1] = max(v1 - top, floor)
     # ---- counts
     if widx[_C0] >= 0:
-        _count(m.c0[j], s, cfg[_O0_LIMIT])
+        _count(m.c0[g], s, cfg[_O0_LIMIT])
     if widx[_C1] >= 0:
-        _count(m.c1[j, S[_PREV1]], s, cfg[_O1_LIMIT])
+        _count(m.c1[g, S[_PREV1]], s, cfg[_O1_LIMIT])
     if widx[_C2] >= 0:
-        _count(m.c2[j, S[_H2]], s, cfg[_O2_LIMIT])
+        _count(m.c2[g, S[_H2]], s, cfg[_O2_LIMIT])
     # ---- history
     h8 = (m.hist8[j] << _U8) | np.uint64(s)
     m.hist8[j] = h8
@@ -338,7 +361,7 @@ def _update_rec(j, s, t, m, ring):
     cfg = m.cfg
     S = m.S[j]
     if S[_HAS_REC]:
-        _count(m.crec[j, S[_ABOVE]], s, cfg[_O1_LIMIT])
+        _count(m.crec[m.grp[j], S[_ABOVE]], s, cfg[_O1_LIMIT])
     rlast = m.rlast[j, s]
     last0 = rlast[0]
     last1 = rlast[1]
@@ -366,7 +389,7 @@ def _update_match(j, s, h8, t, m, hmask, ring):
     hit = S[_HAS_MATCH] == 1 and S[_PRED] == s
     if S[_HAS_MATCH]:
         b = S[_BUCKET]
-        mhit, mtot = m.mhit[j], m.mtot[j]
+        mhit, mtot = m.mhit[m.grp[j]], m.mtot[m.grp[j]]
         mhit[b] += 1 if hit else 0
         mtot[b] += 1
         if mtot[b] >= 1024:
@@ -374,7 +397,10 @@ def _update_match(j, s, h8, t, m, hmask, ring):
             mtot[b] >>= 1
     mlen = m.mlen[j] + 1 if hit else 0
     mptr = m.mptr[j] + 1 if hit else 0
+    mlane = m.mlane[j] if hit else j
     pos = t + 1
+    g = m.grp[j]
+    entry = ((j - m.gfirst[j]) << 32) | pos
     bits = cfg[_HASH_BITS]
     k = cfg[_MATCH_MIN]
     kl = cfg[_MATCH_LONG]
@@ -383,22 +409,25 @@ def _update_match(j, s, h8, t, m, hmask, ring):
         if pos >= kl:
             mtab2 = m.mtab2
             if mlen < kl:
-                length, cand = _verify(j, mtab2, key2, pos, m, hmask, ring)
+                length, cand, lane = _verify(j, mtab2, key2, pos, m, hmask, ring)
                 if length >= kl and length > mlen:
                     mlen = length
                     mptr = cand
-            mtab2[j, key2] = pos
+                    mlane = lane
+            mtab2[g, key2] = entry
     key = _hash(h8, k, bits)
     mtab = m.mtab
     if mlen == 0 and pos >= k:
-        length, cand = _verify(j, mtab, key, pos, m, hmask, ring)
+        length, cand, lane = _verify(j, mtab, key, pos, m, hmask, ring)
         if length >= k:
             mlen = length
             mptr = cand
+            mlane = lane
     m.mlen[j] = mlen
     m.mptr[j] = mptr
+    m.mlane[j] = mlane
     if pos >= k:
-        mtab[j, key] = pos
+        mtab[g, key] = entry
 
 
 @njit(cache=True, nogil=True)
@@ -422,26 +451,32 @@ def update_lanes(lanes, symbols, m):
 def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
     """The encoder's fused loop: lane ``lanes[i]`` codes ``symbols[r, :counts[r]]`` (``r =
     rows[i]``) with LM tables ``lm[r, p]``; the coded byte's interval goes to ``cums[r, p]``,
-    ``freqs[r, p]`` (int32). Equals step/update per position, lane by lane."""
+    ``freqs[r, p]`` (int32). Round ``p`` codes byte ``p`` of every lane with ``counts[r] > p``,
+    lane after lane in the order of ``lanes`` (increasing within a group)."""
     table = np.empty(256, dtype=np.int32)
+    n = 0
     for i in range(len(rows)):
-        r = rows[i]
-        j = lanes[i]
-        for p in range(counts[r]):
-            _step_lane(j, lm[r, p], use_lm, table, m)
-            s = np.int64(symbols[r, p])
-            c = 0
-            for v in range(s):
-                c += table[v]
-            cums[r, p] = c
-            freqs[r, p] = table[s]
-            _update_lane(j, s, m)
+        n = max(n, counts[rows[i]])
+    for p in range(n):
+        for i in range(len(rows)):
+            r = rows[i]
+            if p < counts[r]:
+                _step_lane(lanes[i], lm[r, p], use_lm, table, m)
+                s = np.int64(symbols[r, p])
+                c = 0
+                for v in range(s):
+                    c += table[v]
+                cums[r, p] = c
+                freqs[r, p] = table[s]
+                _update_lane(lanes[i], s, m)
 
 
 @njit(cache=True, nogil=True)
-def decode_lanes(lanes, lm, states, words, pos, end, symbols, m):
-    """The decoder's fused step: for each lane ``j`` in ``lanes``, its coded table (LM row
-    ``lm[j]``), the rANS decode of its next byte into ``symbols[j]`` and the mixer update.
+def decode_lanes(lanes, lm, states, words, pos, end, known, symbols, m):
+    """The decoder's fused step: for each lane ``j`` in ``lanes``, in order, its coded table (LM
+    row ``lm[j]``), the rANS decode of its next byte into ``symbols[j]`` (unless ``known[j]``:
+    then ``symbols[j]`` already holds the byte, e.g. of a stream stored raw) and the mixer
+    update.
 
     ``states`` (uint64), ``words`` (uint16), ``pos`` and ``end`` (int64) are the arrays of a
     :class:`lmcodec.rans.RansLaneDecoder`, advanced here by the rule of its ``decode_step``:
@@ -454,6 +489,9 @@ def decode_lanes(lanes, lm, states, words, pos, end, symbols, m):
     for i in range(len(lanes)):
         j = lanes[i]
         _step_lane(j, lm[j], True, table, m)
+        if known[j]:
+            _update_lane(j, np.int64(symbols[j]), m)
+            continue
         x = states[j]
         slot = np.int64(x & _SLOT_MASK)
         c = 0
@@ -469,5 +507,5 @@ def decode_lanes(lanes, lm, states, words, pos, end, symbols, m):
             pos[j] += 1
         states[j] = x
         symbols[j] = s
-        _update_lane(j, s, m)
+        _update_lane(j, np.int64(s), m)
     return 0

@@ -117,8 +117,9 @@ def test_body_validation():
     data = np.frombuffer(lm_friendly(600), np.uint8)
     layout = [(600, 0)]
     (body,) = encode_chunks(FAKE, [[(data, 0)]], 100, [StreamParams(2, 0)])
-    with pytest.raises(CorruptChunkError, match="mixer version"):
-        decode_chunks(FAKE, [b"\x02" + body[1:]], [layout], 100)
+    for version in (b"\x01", b"\x03"):
+        with pytest.raises(CorruptChunkError, match="mixer version"):
+            decode_chunks(FAKE, [version + body[1:]], [layout], 100)
     with pytest.raises(CorruptChunkError, match="unknown transform"):
         decode_chunks(FAKE, [body[:1] + b"\x03" + body[2:]], [layout], 100)
     with pytest.raises(CorruptChunkError, match="record length"):
@@ -165,7 +166,7 @@ def test_mix_false_writes_format_version_1_and_batches_decode_both():
     v1 = LMCodec(mix=False).encode(data)
     v2 = LMCodec().encode(data)
     assert (parse_header(v1).mode, parse_header(v1).version) == (Mode.LM, 1)
-    assert (parse_header(v2).mode, parse_header(v2).version) == (Mode.LM_MIX, 2)
+    assert (parse_header(v2).mode, parse_header(v2).version) == (Mode.LM_MIX, 3)
     assert LMCodec().decode_batch([v1, v2, v1]) == [data, data, data]
 
 
@@ -180,11 +181,16 @@ def test_stream_length_rounds_to_whole_segments():
     assert LMCodec().decode(enc) == data
 
 
-def test_mixer_version_1_parameters_are_frozen():
+def test_mixer_parameters_are_frozen():
     """docs/format.md §4.4 lists these; a change needs a new MIXER_VERSION."""
+    from dataclasses import replace
+
     from lmcodec.mixing import DEFAULT_CONFIG
 
-    assert mixcoding.MIXER_VERSION == 1
+    assert mixcoding.MIXER_VERSION == 2
+    assert mixcoding.MIXER_OF_FORMAT == {2: 1, 3: 2}
+    assert mixcoding.MIXER_RULES == {1: (DEFAULT_CONFIG, False),
+                                     2: (replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18), True)}
     assert DEFAULT_CONFIG.to_dict() == {
         "components": ("lm", "o0", "o1", "o2", "rec", "match"),
         "o0_limit": 1023, "o1_limit": 255, "o2_limit": 255, "o2_bits": 10,
@@ -194,6 +200,46 @@ def test_mixer_version_1_parameters_are_frozen():
         "rec_votes": 4, "match_long": 6, "set_len_edges": (1, 16),
         "switch_clamp_bits": 16, "switch_init_bits": 4,
     }
+
+
+def test_mixer_version_1_bodies_decode_only_as_format_version_2(monkeypatch):
+    """Bodies of mixer version 1 (format version 2) stay readable; each body must carry the
+    mixer version of its chunk's format version."""
+    data, dtype, seg, prm = CASES[2]
+    planes = _planes(data, dtype)
+    layout = [(len(p), k) for p, k in planes]
+    (v3,) = encode_chunks(FAKE, [planes], seg, [prm])
+    monkeypatch.setattr(mixcoding, "MIXER_VERSION", 1)
+    (v2,) = encode_chunks(FAKE, [planes], seg, [prm])
+    monkeypatch.undo()
+    assert (v2[0], v3[0]) == (1, 2) and v2 != v3
+    out = decode_chunks(FAKE, [v2, v3, v2], [layout] * 3, seg, [2, 3, 2], group=3)
+    for got, _ in out:
+        assert [g.tobytes() for g in got] == [p.tobytes() for p, _ in planes]
+    for body, version in ((v2, 3), (v3, 2)):
+        with pytest.raises(CorruptChunkError, match="mixer version"):
+            decode_chunks(FAKE, [body], [layout], seg, [version])
+    with pytest.raises(CorruptChunkError, match="format version 1"):
+        decode_chunks(FAKE, [v3], [layout], seg, [1])
+
+
+def test_shared_streams_learn_from_each_other_and_keep_raw_streams_in_step():
+    """Mixer version 2: a stream matches into its plane's other streams (random bytes repeated,
+    a few positions later, in other streams of the plane cost far less than in separate planes;
+    a stream can only match bytes coded in earlier rounds), and a stream stored raw between
+    coded ones still feeds their statistics on both sides."""
+    rng = np.random.default_rng(5)
+    phrase = rng.integers(0, 256, 400, dtype=np.uint8)
+    noise = rng.integers(0, 256, 400, dtype=np.uint8)
+    streams = [phrase, np.roll(phrase, 5), noise, np.roll(phrase, 9), np.roll(phrase, 13)]
+    data = np.concatenate(streams)  # 5 streams of 400 bytes (4 segments of 100)
+    (shared,) = encode_chunks(FAKE, [[(data, 0)]], 100, [StreamParams(4, 0)])
+    (alone,) = encode_chunks(FAKE, [[(s, 0) for s in streams]], 100, [StreamParams(4, 0)])
+    assert len(shared) < 0.6 * len(alone)
+    assert shared[4] == 0b00100  # the noise stream is stored raw
+    for group in (1, 2, 16):
+        ((decoded, _),) = decode_chunks(FAKE, [shared], [[(len(data), 0)]], 100, group=group)
+        assert decoded[0].tobytes() == data.tobytes()
 
 
 def test_plane_costs_add_up_to_the_body():

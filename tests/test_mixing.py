@@ -26,7 +26,7 @@ from lmcodec.mixing import (
     mix_sequence,
     to_table,
 )
-from lmcodec.rans import MAX_FREQ, RansLaneDecoder, check_freqs, encode_lanes
+from lmcodec.rans import MAX_FREQ, RansLaneDecoder, check_freqs, encode_intervals, encode_lanes
 
 
 def _check_contract(tables: np.ndarray) -> None:
@@ -423,3 +423,85 @@ def test_backend_selection(monkeypatch):
         AdaptiveMixer(1)
     with pytest.raises(ValueError, match="backend"):
         AdaptiveMixer(1, backend="fortran")
+
+
+# -- lanes sharing statistics (groups) -----------------------------------------------------------
+
+
+def _shared_input(rng: np.random.Generator, n: int):
+    """Five lanes, two groups; the lanes of a group carry shifted copies of one text (each can
+    match into the others' earlier bytes) plus noise in one lane."""
+    text = _text(n + 40, 11)
+    sym = np.stack([text[40:], text[31:-9], rng.integers(0, 256, n), text[20:-20], text[:-40]]).astype(np.uint8)
+    return sym, _lm_table(rng, (5, n)), np.array([0, 0, 0, 1, 1]), np.array([n, n - 50, 300, n, 0])
+
+
+def _code_all(lm, sym, lengths, groups, lanes=None, pieces=(0,), parallel=None):
+    """(cum, freq) [5, n] of every lane from :meth:`AdaptiveMixer.code`, the rounds cut at
+    ``pieces`` and the lanes listed in the order ``lanes``."""
+    B, n = sym.shape
+    lanes = np.arange(B) if lanes is None else np.asarray(lanes)
+    m = AdaptiveMixer(B, groups=groups)
+    cum = np.zeros((B, n), np.int32)
+    freq = np.zeros((B, n), np.int32)
+    for lo, hi in zip(pieces, (*pieces[1:], n)):
+        counts = np.clip(lengths[lanes] - lo, 0, hi - lo)
+        c, f = m.code(lm[lanes, lo:hi], sym[lanes, lo:hi], lanes, counts, parallel)
+        cum[lanes, lo:hi], freq[lanes, lo:hi] = c, f
+    return cum, freq
+
+
+def test_shared_groups_encoder_and_decoder_agree():
+    """With groups, the encoder's fused code() gives the same intervals with the lanes listed in
+    any order, the rounds in pieces, threads or not; the fused decoder (one lane fed as known
+    bytes, as a raw stream is) recovers every lane; groups do not interact."""
+    rng = np.random.default_rng(21)
+    n = 500
+    sym, lm, groups, lengths = _shared_input(rng, n)
+    cum, freq = _code_all(lm, sym, lengths, groups)
+    for parallel in (None, lambda fn, items: list(map(fn, items))):
+        got = _code_all(lm, sym, lengths, groups, [3, 0, 4, 2, 1], (0, 211, 300), parallel)
+        assert np.array_equal(got[0], cum) and np.array_equal(got[1], freq)
+    for members in ([0, 1, 2], [3, 4]):
+        alone = _code_all(lm[members], sym[members], lengths[members], groups[members] - groups[members][0])
+        assert np.array_equal(alone[1], freq[members]) and np.array_equal(alone[0], cum[members])
+    coded = np.array([0, 1, 3, 4])
+    states, words, counts = encode_intervals(cum[coded], freq[coded], lengths[coded])
+    all_states = np.full(5, 1 << 16, np.uint32)
+    all_states[coded] = states
+    all_counts = np.zeros(5, np.int64)
+    all_counts[coded] = counts
+    dec = RansLaneDecoder(all_states, words, all_counts)
+    m = AdaptiveMixer(5, groups=groups)
+    out = np.zeros_like(sym)
+    for p in range(n):
+        known = np.zeros(5, np.int16)
+        known[2] = int(sym[2, p]) + 1
+        out[:, p] = m.decode(lm[:, p], dec, lengths > p, known)
+    dec.finish()
+    for j in range(5):
+        assert np.array_equal(out[j, : lengths[j]], sym[j, : lengths[j]])
+
+
+def test_shared_groups_help_and_are_validated():
+    rng = np.random.default_rng(22)
+    n = 500
+    sym, lm, groups, lengths = _shared_input(rng, n)
+    lengths[:] = n
+
+    def cost(g) -> float:
+        freq = _code_all(lm, sym, lengths, g)[1]
+        return float(np.sum(16 - np.log2(freq[[1, 3, 4]])))  # lanes that can match into others
+
+    assert cost(groups) < 0.5 * cost(np.arange(5))
+    with pytest.raises(ValueError, match="compiled"):
+        AdaptiveMixer(5, backend="numpy", groups=groups)
+    for bad in ([0, 0, 2, 2, 3], [1, 1, 1, 1, 1], [0, 1, 0, 1, 1], [0, 0]):
+        with pytest.raises(ValueError, match="groups"):
+            AdaptiveMixer(5, groups=np.array(bad))
+    m = AdaptiveMixer(5, groups=groups)
+    with pytest.raises(RuntimeError, match="code"):
+        m.step(lm[:, 0])
+    with pytest.raises(ValueError, match="every lane of a group"):
+        m.reset(np.array([True, False, False, False, False]))
+    m.reset(np.array([False, False, False, True, True]))

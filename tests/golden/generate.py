@@ -4,7 +4,9 @@
     python tests/golden/generate.py --force    # rewrites all: only when deliberately re-freezing
 
 Format version 1 vectors were written by the model-only encoder (``mix=False``, mode ``lm``);
-version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``).
+version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``, mixer version 1);
+version 3 added mixer version 2 to it (the ``v3_*`` vectors: several streams per plane, one of
+them stored raw, so the shared statistics and raw streams feeding them are pinned).
 
 The encoder's *policy* (which layout and transform it picks) is not part of the format. When a
 policy change makes a fresh encode differ from a committed vector, the vector stays (it must
@@ -59,18 +61,26 @@ def _vectors() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "etopo_float32": (etopo, small, "lm", etopo_src),
         "goog_float64": (goog, small, "lm", goog_src),
         **_vectors_v2(),
+        **_vectors_v3(),
     }
+
+
+def _lm_mix_inputs():
+    """The inputs of the lm_mix vectors (every format version codes the same bytes)."""
+    return (
+        _corpus_slice("text/gcide", 101_500, 103_548),
+        np.random.default_rng(2026112302).integers(0, 256, 512, dtype=np.uint8),
+        _corpus_slice("audio/alsa-Front_Center", 2_800, 3_824),
+        _corpus_slice("sensor/matplotlib-mri-s1045", 3_700, 4_340),
+        _corpus_slice("float64/matplotlib-goog", 200, 456),
+    )
 
 
 def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
     """Format version 2: mode lm_mix (several streams, raw streams, a record length)."""
     tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512}
     small = {"model": "lm-small-v1", "stream_length": 1024}
-    text, text_src = _corpus_slice("text/gcide", 101_500, 103_548)
-    noise = np.random.default_rng(2026112302).integers(0, 256, 512, dtype=np.uint8)
-    audio, audio_src = _corpus_slice("audio/alsa-Front_Center", 2_800, 3_824)
-    mri, mri_src = _corpus_slice("sensor/matplotlib-mri-s1045", 3_700, 4_340)
-    goog, goog_src = _corpus_slice("float64/matplotlib-goog", 200, 456)
+    (text, text_src), noise, (audio, audio_src), (mri, mri_src), (goog, goog_src) = _lm_mix_inputs()
     return {
         "v2_text_noise_tiny": (np.concatenate([text, noise]), tiny, "lm_mix",
                                f"{text_src}, then 512 bytes of numpy default_rng(2026112302) noise "
@@ -82,6 +92,22 @@ def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "v2_goog_float64_plain": (goog, small, "lm_mix",
                                   f"{goog_src}; the same bytes as v2_goog_float64, written after the "
                                   "encoder learned to code floats as plain bytes (header dtype none)"),
+    }
+
+
+def _vectors_v3() -> dict[str, tuple[np.ndarray, dict, str, str]]:
+    """Format version 3: lm_mix with mixer version 2 (the streams of a plane share statistics)."""
+    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512}
+    small = {"model": "lm-small-v1", "segment_length": 256, "stream_length": 256}
+    (text, text_src), noise, (audio, audio_src), (mri, mri_src), (goog, goog_src) = _lm_mix_inputs()
+    return {
+        "v3_text_noise_tiny": (np.concatenate([text, noise]), tiny, "lm_mix",
+                               f"{text_src}, then 512 bytes of numpy default_rng(2026112302) noise "
+                               "(5 streams of one plane, the last stored raw)"),
+        "v3_audio_int16": (audio, small, "lm_mix", f"{audio_src} (4 streams per plane)"),
+        "v3_mri_uint16_rows": (mri.reshape(32, 20), {**tiny, "stream_length": 256}, "lm_mix",
+                               f"{mri_src}; coded as a (32, 20) array: record length 20 (3 streams per plane)"),
+        "v3_goog_float64": (goog, small, "lm_mix", f"{goog_src} (coded as plain bytes: 8 streams)"),
     }
 
 
