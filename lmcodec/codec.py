@@ -121,8 +121,9 @@ class LMCodec(Codec):
         version 1, readable by every lmcodec release).
     stream_length : int
         ``lm_mix`` only: bytes per stream (one mixer lane and one rANS lane), rounded down to
-        a whole number of segments (at least one). Longer streams let the adaptive statistics
-        learn more; more streams decode in more parallel lanes. Default 16384.
+        a whole number of segments (at least one). The streams of a plane share their adaptive
+        statistics but advance in lockstep, so longer streams let a stream see more of its own
+        plane's earlier bytes; more streams decode in more parallel lanes. Default 16384.
 
     In mode ``lm_mix`` the encoder may code a chunk of multi-byte elements unshuffled, as plain
     bytes, when that looks smaller (:func:`lmcodec.transforms.choose_coding`); the chunk header
