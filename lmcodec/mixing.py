@@ -433,6 +433,7 @@ class AdaptiveMixer:
         self._start(self._ar)  # every other state array starts as the zeros just allocated
         self._k_arrays = self._kernel_arrays() if backend == "numba" else None
         self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32) if backend == "numba" else None  # kernel argument
+        self._none_given = np.zeros(B, dtype=bool)
 
     def _kernel_arrays(self) -> "_kernels.MixerArrays":
         """The state arrays (shared, not copied), scratch and constants of the compiled kernels;
@@ -791,22 +792,24 @@ class AdaptiveMixer:
         active = np.asarray(active, dtype=bool)
         if coder.lanes != self.lanes or active.shape != (self.lanes,):
             raise ValueError("coder and active must have one entry per lane")
-        known = np.zeros(self.lanes, dtype=np.int16) if known is None else np.asarray(known, dtype=np.int16)
-        if known.shape != (self.lanes,):
-            raise ValueError("known must have one entry per lane")
+        if known is None:
+            given = self._none_given
+            sym = np.zeros(self.lanes, dtype=np.uint8)
+        else:
+            known = np.asarray(known)
+            if known.shape != (self.lanes,):
+                raise ValueError("known must have one entry per lane")
+            given = known > 0
+            sym = np.where(given & active, known - 1, 0).astype(np.uint8)
         if self.backend == "numpy":
             table = self.step(lm_freqs)
-            sym = coder.decode_step(table, active & (known == 0))
-            sym[known > 0] = known[known > 0] - 1
-            self.update(sym, active)
-            return sym
+            decoded = coder.decode_step(table, active & ~given)
+            self.update(np.where(given, sym, decoded), active)
+            return np.where(given, sym, decoded)
         lm = self._lm_input(lm_freqs, (self.lanes, N_SYMBOLS))
-        sym = np.maximum(known - 1, 0).astype(np.uint8)
         states, words, pos, end = coder.lane_arrays()
-        if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, known > 0, sym,
-                                 self._k_arrays):
+        if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, given, sym, self._k_arrays):
             raise CorruptChunkError("rANS lane ran out of words")
-        sym[~active] = 0
         return sym
 
     # ---------------------------------------------------------------- encoder
