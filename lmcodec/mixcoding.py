@@ -29,7 +29,8 @@ Body layout (after the chunk header; ``n`` streams in plane order, then stream o
 
     u8        mixer version: 1 in format version 2, 2 (MIXER_VERSION) in format version 3
     u8        element transform applied before the byte shuffle (lmcodec.transforms):
-              0 none, 1 delta, 2 up (needs r >= 1)
+              0 none, 1 delta, 2 up, 3 delta_zz, 4 up_zz (3 and 4 with mixer version 2 only;
+              up and up_zz need r >= 1)
     varint    segments per stream m, 1 <= m, m * segment_length <= MAX_STREAM_LENGTH
     varint    record length r, 0 <= r <= MAX_RECORD_LENGTH (0: the mixer detects it)
     ceil(n/8) raw bitmap: bit i (least significant bit first) of byte i // 8 set = stream i
@@ -88,7 +89,8 @@ between the model writing and the mixer reading them)."""
 
 _STATE_BYTES = 4
 _WORD_BYTES = 2
-_TRANSFORMS = frozenset(int(t) for t in Transform)
+_TRANSFORMS = {1: frozenset(range(3)), 2: frozenset(int(t) for t in Transform)}
+"""Transform ids each mixer version's bodies may carry (zigzag ones came with version 2)."""
 
 
 @dataclass(frozen=True)
@@ -289,12 +291,13 @@ def _new_mixer(records: list[int], config: MixerConfig, groups: np.ndarray) -> A
     return mixer
 
 
-def _check_params(prm: StreamParams, segment_length: int, error: type[Exception]) -> None:
+def _check_params(prm: StreamParams, segment_length: int, error: type[Exception],
+                  mixer_version: int = MIXER_VERSION) -> None:
     m, r = prm.segments_per_stream, prm.record_length
-    if prm.transform not in _TRANSFORMS:
-        raise error(f"unknown transform {prm.transform}")
-    if prm.transform == Transform.UP and r < 1:
-        raise error("transform 'up' without a record length")
+    if prm.transform not in _TRANSFORMS[mixer_version]:
+        raise error(f"unknown transform {prm.transform} for mixer version {mixer_version}")
+    if Transform(prm.transform).base == Transform.UP and r < 1:
+        raise error(f"transform {Transform(prm.transform).name.lower()!r} without a record length")
     if not (1 <= m and m * segment_length <= MAX_STREAM_LENGTH):
         raise error(f"segments per stream {m} x segment length {segment_length} outside "
                     f"1..{MAX_STREAM_LENGTH} bytes")
@@ -327,7 +330,7 @@ def _parse_body(
     m, pos = read_varint(view, 2, MAX_STREAM_LENGTH // segment_length, "segments per stream")
     r, pos = read_varint(view, pos, MAX_RECORD_LENGTH, "record length")
     prm = StreamParams(m, r, view[1])
-    _check_params(prm, segment_length, CorruptChunkError)
+    _check_params(prm, segment_length, CorruptChunkError, mixer_version)
     stream_length = prm.stream_length(segment_length)
     n = _count_streams(layout, stream_length)
     n_bitmap = -(-n // 8)

@@ -6,21 +6,28 @@ itemsize of the shuffle dtype; plain bytes are ``uint8`` elements), with wrap-ar
 ``2**N``) arithmetic, so every transform is a bijection and floats are transformed through their
 bit patterns. Tail bytes (a partial element at the end of a chunk) are left as they are.
 
-=====  ======  ====================================================================
-id     name    residual ``y`` of element ``i`` (``x`` = the elements, ``r`` = row length)
-=====  ======  ====================================================================
-0      none    ``y[i] = x[i]``
-1      delta   ``y[0] = x[0]``, ``y[i] = x[i] - x[i-1]``
-2      up      ``y[i] = x[i]`` for ``i < r``, ``y[i] = x[i] - x[i-r]`` (needs ``r >= 1``)
-=====  ======  ====================================================================
+=========  =========  ================================================================
+id         name       residual ``y`` of element ``i`` (``x`` = the elements, ``r`` = row length)
+=========  =========  ================================================================
+0          none       ``y[i] = x[i]``
+1          delta      ``y[0] = x[0]``, ``y[i] = x[i] - x[i-1]``
+2          up         ``y[i] = x[i]`` for ``i < r``, ``y[i] = x[i] - x[i-r]`` (needs ``r >= 1``)
+3          delta_zz   ``zz(y)`` with ``y`` of delta
+4          up_zz      ``zz(y)`` with ``y`` of up (needs ``r >= 1``)
+=========  =========  ================================================================
 
 ``r`` is the chunk's record length (elements per row), the same number the mixer uses.
+``zz`` (zigzag, format version 3) maps a difference that is small in two's complement to a small
+unsigned number, ``zz(d) = (2d mod 2**N) XOR (all ones if the top bit of d is set, else 0)``:
+0, -1, 1, -2, ... become 0, 1, 2, 3, ... (inverse ``d = (z >> 1) XOR (all ones if z is odd)``),
+so the high byte planes of small differences are zero whatever their sign, where plain deltas
+make them 0x00 or 0xFF with the sign (about one bit per byte on noisy signals).
 
 Which layout the encoder takes is a policy, not part of the format: :func:`choose_coding` tries
 the transforms on the byte-shuffled elements and, for multi-byte elements, the plain bytes in
 memory order (no shuffle, no transform: the chunk header then records no dtype), and keeps the
-candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest. Among transforms this proxy picks
-within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py); plain bytes win on
+candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest. Among transforms 0-2 this proxy picked
+within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py, mixer version 1); plain bytes win on
 float data whose byte planes are nearly random one by one but not together (measured in
 docs/benchmarks.md).
 """
@@ -44,6 +51,17 @@ class Transform(enum.IntEnum):
     NONE = 0
     DELTA = 1
     UP = 2
+    DELTA_ZZ = 3
+    UP_ZZ = 4
+
+    @property
+    def base(self) -> "Transform":
+        """The difference the transform takes (``NONE``, ``DELTA`` or ``UP``)."""
+        return {Transform.DELTA_ZZ: Transform.DELTA, Transform.UP_ZZ: Transform.UP}.get(self, self)
+
+    @property
+    def zigzag(self) -> bool:
+        return self in (Transform.DELTA_ZZ, Transform.UP_ZZ)
 
 
 _PROXY_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 16}]
@@ -83,26 +101,36 @@ def _elements(data: np.ndarray, dtype) -> tuple[np.ndarray, int]:
     return data[:whole].view(udt), whole
 
 
+def _sign_mask(y: np.ndarray) -> np.ndarray:
+    """All ones where the top bit of the unsigned ``y`` is set, else 0 (same dtype)."""
+    return np.uint8(0) - (y >> np.uint8(8 * y.itemsize - 1)).astype(y.dtype)
+
+
 def apply_transform(data: np.ndarray, dtype, transform: Transform, record: int) -> np.ndarray:
     """The transformed chunk: a fresh uint8 1-D array of the same length as ``data``."""
+    transform = Transform(transform)
     out = np.array(data, dtype=np.uint8, copy=True)
     x, _ = _elements(np.asarray(data, dtype=np.uint8), dtype)
     y, _ = _elements(out, dtype)
-    if transform == Transform.DELTA and len(x) > 1:
+    if transform.base == Transform.DELTA and len(x) > 1:
         y[1:] = x[1:] - x[:-1]  # unsigned: wraps
-    elif transform == Transform.UP:
+    elif transform.base == Transform.UP:
         if record < 1:
-            raise ValueError("transform 'up' needs a record length >= 1")
+            raise ValueError(f"transform {transform.name.lower()!r} needs a record length >= 1")
         if len(x) > record:
             y[record:] = x[record:] - x[:-record]
-    elif transform not in (Transform.NONE, Transform.DELTA):
-        raise ValueError(f"unknown transform {transform!r}")
+    if transform.zigzag:
+        y[:] = (y << np.uint8(1)) ^ _sign_mask(y)
     return out
 
 
 def invert_transform(data: np.ndarray, dtype, transform: Transform, record: int) -> np.ndarray:
     """Inverse of :func:`apply_transform` (``data`` is modified in place and returned)."""
+    transform = Transform(transform)
     y, _ = _elements(data, dtype)
+    if transform.zigzag:
+        y[:] = (y >> np.uint8(1)) ^ (np.uint8(0) - (y & np.uint8(1)).astype(y.dtype))
+        transform = transform.base
     if transform == Transform.DELTA and len(y) > 1:
         y[:] = np.cumsum(y, dtype=np.uint64).astype(y.dtype)  # sums mod 2**64, then mod 2**N
     elif transform == Transform.UP and len(y) > record:
@@ -113,11 +141,13 @@ def invert_transform(data: np.ndarray, dtype, transform: Transform, record: int)
     return data
 
 
-def candidates(n_elements: int, record: int) -> list[Transform]:
-    """Transforms worth trying for a chunk of ``n_elements`` whole elements."""
-    out = [Transform.NONE, Transform.DELTA]
+def candidates(n_elements: int, record: int, integers: bool) -> list[Transform]:
+    """Transforms worth trying for a chunk of ``n_elements`` whole elements; the zigzag ones
+    only for integer dtypes (on float bit patterns the proxy liked them where the model did
+    not: 1.46 -> 1.68 bits/byte on the float32 kind's 1 MiB chunks)."""
+    out = [Transform.NONE, Transform.DELTA] + ([Transform.DELTA_ZZ] if integers else [])
     if 1 <= record < n_elements:
-        out.append(Transform.UP)
+        out += [Transform.UP] + ([Transform.UP_ZZ] if integers else [])
     return out
 
 
@@ -141,7 +171,8 @@ def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = Fa
     compresses smallest (ties: the lower id) and, when ``with_plain``, the proxy size of ``data``
     itself (else None); all proxies are computed together."""
     n = _elements(data, dtype)[0].shape[0]
-    transforms = candidates(n, record)
+    dt = shuffle_dtype(dtype)
+    transforms = candidates(n, record, dt is not None and dt.kind in "iu")
     blobs = [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]
     sizes = _proxy_sizes(blobs + ([data] if with_plain else []))
     i = int(np.argmin(sizes[: len(transforms)]))

@@ -121,7 +121,9 @@ def test_body_validation():
         with pytest.raises(CorruptChunkError, match="mixer version"):
             decode_chunks(FAKE, [version + body[1:]], [layout], 100)
     with pytest.raises(CorruptChunkError, match="unknown transform"):
-        decode_chunks(FAKE, [body[:1] + b"\x03" + body[2:]], [layout], 100)
+        decode_chunks(FAKE, [body[:1] + b"\x05" + body[2:]], [layout], 100)
+    with pytest.raises(CorruptChunkError, match="unknown transform 3 for mixer version 1"):
+        decode_chunks(FAKE, [b"\x01\x03" + body[2:]], [layout], 100, [2])  # zigzag came with version 3
     with pytest.raises(CorruptChunkError, match="record length"):
         decode_chunks(FAKE, [body[:1] + b"\x02" + body[2:]], [layout], 100)  # up, r = 0
     with pytest.raises(CorruptChunkError, match="segments per stream"):

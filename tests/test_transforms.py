@@ -42,17 +42,20 @@ def test_transform_values_as_specified():
     bits = f.view("<u4")
     d = apply_transform(f.view(np.uint8), f.dtype, Transform.DELTA, 0).view("<u4")
     assert d.tolist() == [int(bits[0]), (int(bits[1]) - int(bits[0])) % 2**32]
-    with pytest.raises(ValueError):
-        apply_transform(x.view(np.uint8), x.dtype, Transform.UP, 0)
+    z = apply_transform(x.view(np.uint8), x.dtype, Transform.DELTA_ZZ, 0).view(">u2")
+    assert z.tolist() == [10, 3, 7, 2, 14]  # zigzag of the deltas 5, -2, -4 (65532), 1, 7
+    for transform in (Transform.UP, Transform.UP_ZZ):
+        with pytest.raises(ValueError):
+            apply_transform(x.view(np.uint8), x.dtype, transform, 0)
 
 
 def test_choice_prefers_the_transform_that_fits():
     rng = np.random.default_rng(0)
     ramp = (np.cumsum(rng.integers(-3, 4, 20_000)) + 30_000).astype("<i2")
-    assert choose_transform(ramp.view(np.uint8), ramp.dtype, 0) == Transform.DELTA
+    assert choose_transform(ramp.view(np.uint8), ramp.dtype, 0) == Transform.DELTA_ZZ  # steps of either sign
     first = rng.integers(0, 60_000, 100)
     rows = (first + np.cumsum(rng.integers(-2, 3, (200, 100)), axis=0)).astype("<u2").reshape(-1)
-    assert choose_transform(rows.view(np.uint8), rows.dtype, 100) == Transform.UP
+    assert choose_transform(rows.view(np.uint8), rows.dtype, 100) == Transform.UP_ZZ
     text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 100, np.uint8)
     assert choose_transform(text, None, 0) == Transform.NONE
     assert choose_transform(ramp.view(np.uint8)[:200], ramp.dtype, 0) == Transform.NONE  # small
@@ -62,9 +65,9 @@ def test_codec_stores_and_inverts_the_transform():
     rng = np.random.default_rng(1)
     first = rng.integers(0, 60_000, 64)
     image = (first + np.cumsum(rng.integers(-2, 3, (40, 64)), axis=0)).astype(">u2")
-    assert choose_transform(image.view(np.uint8).reshape(-1), image.dtype, 64) == Transform.UP
+    assert choose_transform(image.view(np.uint8).reshape(-1), image.dtype, 64) == Transform.UP_ZZ
     enc = LMCodec().encode(image)
-    assert parse_header(enc).mode == Mode.LM_MIX and enc[HEADER_SIZE + 1] == Transform.UP
+    assert parse_header(enc).mode == Mode.LM_MIX and enc[HEADER_SIZE + 1] == Transform.UP_ZZ
     assert LMCodec().decode(enc) == image.tobytes()
     ramp = (np.cumsum(rng.integers(-3, 4, 3000)) + 30_000).astype("<i2")
     enc = LMCodec().encode(ramp)
@@ -75,7 +78,7 @@ def test_codec_stores_and_inverts_the_transform():
 def test_coding_keeps_shuffled_layout_for_integers_and_small_chunks():
     rng = np.random.default_rng(0)
     ramp = (np.cumsum(rng.integers(-3, 4, 20_000)) + 30_000).astype("<i2")
-    assert choose_coding(ramp.view(np.uint8), ramp.dtype, 0, 65535) == Coding(np.dtype("<i2"), Transform.DELTA, 0)
+    assert choose_coding(ramp.view(np.uint8), ramp.dtype, 0, 65535) == Coding(np.dtype("<i2"), Transform.DELTA_ZZ, 0)
     prices = np.round(100 + np.cumsum(rng.normal(0, 1, 20)), 2)  # 160 bytes: below the choice threshold
     assert choose_coding(prices.view(np.uint8), prices.dtype, 4, 65535) == Coding(np.dtype("<f8"), Transform.NONE, 4)
     text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 100, np.uint8)

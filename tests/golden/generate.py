@@ -108,6 +108,8 @@ def _vectors_v3() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "v3_mri_uint16_rows": (mri.reshape(32, 20), {**tiny, "stream_length": 256}, "lm_mix",
                                f"{mri_src}; coded as a (32, 20) array: record length 20 (3 streams per plane)"),
         "v3_goog_float64": (goog, small, "lm_mix", f"{goog_src} (coded as plain bytes: 8 streams)"),
+        "v3_audio_int16_zz": (audio, small, "lm_mix", f"{audio_src}; the same bytes as v3_audio_int16, "
+                              "written after the encoder learned the zigzag transforms (delta_zz)"),
     }
 
 
