@@ -70,8 +70,8 @@ MIXER_RULES: dict[int, tuple[MixerConfig, bool]] = {
 chunk are one group of :class:`AdaptiveMixer` lanes sharing their statistics; otherwise every
 stream is a group of its own."""
 MIXER_OF_FORMAT = {2: 1, 3: 2}
-assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
 """The mixer version an ``lm_mix`` body must have, by its chunk's format version."""
+assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
 DEFAULT_STREAM_LENGTH = 16384
 """Bytes per stream unless configured (a multiple of every shipped context length)."""
 MAX_STREAM_LENGTH = 1 << 24
@@ -420,23 +420,22 @@ def decode_chunks(
         ends = np.cumsum(prs.counts)
         raw_pos = 0
         j = 0
-        unit: list[int] = []
-        for k, (s, is_raw) in enumerate(zip(prs.streams, prs.raw)):
+        items = []
+        for s, is_raw in zip(prs.streams, prs.raw):
             if is_raw:
                 stored = np.frombuffer(prs.raw_bytes, np.uint8, s.length, raw_pos)
                 out[c][s.plane][s.start : s.start + s.length] = stored
                 raw_pos += s.length
-                item = (s, STATE_LOWER, 0, prs.words[:0], prs.params.record_length, stored)
+                items.append((s, STATE_LOWER, 0, prs.words[:0], prs.params.record_length, stored))
             else:
                 words = prs.words[ends[j] - prs.counts[j] : ends[j]]
-                item = (s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length, None)
+                items.append((s, int(prs.states[j]), int(prs.counts[j]), words, prs.params.record_length, None))
                 j += 1
-            if not shared or k == 0 or prs.streams[k - 1].plane != s.plane:
-                unit = []
-                units.setdefault(prs.mixer_version, []).append(unit)
-            if shared or not is_raw:  # a raw stream of its own group needs no mixer
-                unit.append(len(todo))
-                todo.append(item)
+        for unit in _units(prs.streams, shared):
+            kept = [items[k] for k in unit if shared or items[k][5] is None]  # a raw stream alone needs no mixer
+            if kept:
+                units.setdefault(prs.mixer_version, []).append(list(range(len(todo), len(todo) + len(kept))))
+                todo += kept
 
     # A model with several CPU workers decodes one batch of streams per worker concurrently
     # (model step, mixer and rANS of a batch in one thread, which keeps every core busy), with
@@ -482,7 +481,7 @@ def _decode_group(model: FrequencyModel, members, segment_length: int, workers: 
     width = int(lengths.max())
     decoded = np.zeros((n, width), dtype=np.uint8)
     stored = [i for i, m in enumerate(members) if m[5] is not None]
-    known = np.zeros((n, width), dtype=np.int16)  # byte + 1 of streams stored raw, else 0
+    known = np.zeros((n, width) if stored else (0, 0), dtype=np.int16)  # byte + 1 of streams stored raw, else 0
     for i in stored:
         known[i, : lengths[i]] = members[i][5].astype(np.int16) + 1
     lm_rows = np.ones((n, N_SYMBOLS), dtype=np.int32)

@@ -803,9 +803,9 @@ class AdaptiveMixer:
             sym = np.where(given & active, known - 1, 0).astype(np.uint8)
         if self.backend == "numpy":
             table = self.step(lm_freqs)
-            decoded = coder.decode_step(table, active & ~given)
-            self.update(np.where(given, sym, decoded), active)
-            return np.where(given, sym, decoded)
+            sym = np.where(given, sym, coder.decode_step(table, active & ~given))
+            self.update(sym, active)
+            return sym
         lm = self._lm_input(lm_freqs, (self.lanes, N_SYMBOLS))
         states, words, pos, end = coder.lane_arrays()
         if _kernels.decode_lanes(np.flatnonzero(active), lm, states, words, pos, end, given, sym, self._k_arrays):
