@@ -26,7 +26,7 @@ A baseline whose package is missing is reported as skipped with the reason (inst
 ``bench`` extra: ``pip install "lmcodec[bench]"``).
 
 LMCodec (:class:`LMBenchCodec`): ``lmcodec/<model>`` is the default codec ``LMCodec(model)``
-(mode ``lm_mix``, format version 3); ``lmcodec/<model>/lm-only`` is ``LMCodec(model, mix=False)``
+(mode ``lm_mix``, format version 4); ``lmcodec/<model>/lm-only`` is ``LMCodec(model, mix=False)``
 (mode ``lm``, the model alone, format version 1). Both store a chunk as zstd or raw where that is
 smaller. The record length the ``lm_mix`` mixer gets is one row of the chunk (see
 :func:`record_length`).

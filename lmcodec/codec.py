@@ -117,7 +117,7 @@ class LMCodec(Codec):
         zstd level of the fallback body (stored instead of the LM body when smaller).
     mix : bool
         ``True`` (default): code with the model mixed with adaptive statistics (mode
-        ``lm_mix``, format version 3). ``False``: the model alone (mode ``lm``, format
+        ``lm_mix``, format version 4). ``False``: the model alone (mode ``lm``, format
         version 1, readable by every lmcodec release).
     stream_length : int
         ``lm_mix`` only: bytes per stream (one mixer lane and one rANS lane), rounded down to

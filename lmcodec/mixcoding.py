@@ -6,15 +6,17 @@ shorter). A stream is one rANS lane and one :class:`~lmcodec.mixing.AdaptiveMixe
 model restarts at every segment of the stream (token sequence ``[start_token(kind), b[0], ...]``
 per segment, exactly as in :mod:`lmcoding`), while the mixer's counts, match model and weights
 carry on across the whole stream, which is how repeats far beyond one segment are found. With
-mixer version 2 (written since format version 3) the streams of one plane are one mixer group
-and share their counts and match tables, so a stream also learns from (and matches into) the
-bytes its plane's other streams have coded so far, while all of them still advance together.
+mixer version 2 (format version 3) the streams of one plane are one mixer group and share their
+counts and match tables, so a stream also learns from (and matches into) the bytes its plane's
+other streams have coded so far, while all of them still advance together. Mixer version 3
+(format version 4, written now) adds hashed order-4 and order-6 contexts and weight sets for
+longer matches.
 The mixer turns the model's table at each position into the table that is coded
 (docs/format.md §4.4 and :mod:`lmcodec.mixing` give the rules; :data:`MIXER_RULES` pins them per
 mixer version).
 
 A stream that would not get smaller is stored raw (one bit in the body), so no stream costs more
-than 8 bits per byte plus its share of the bitmap (with mixer version 2 its bytes still feed
+than 8 bits per byte plus its share of the bitmap (with mixer versions 2 and 3 its bytes still feed
 its group's statistics, on both sides).
 
 Streams of all chunks of one call are processed in batches of about ``group`` lanes, a plane's
@@ -27,9 +29,10 @@ every stream per step, and with several CPU workers decodes one batch per worker
 
 Body layout (after the chunk header; ``n`` streams in plane order, then stream order)::
 
-    u8        mixer version: 1 in format version 2, 2 (MIXER_VERSION) in format version 3
+    u8        mixer version: 1 in format version 2, 2 in format version 3, 3 (MIXER_VERSION) in
+              format version 4
     u8        element transform applied before the byte shuffle (lmcodec.transforms):
-              0 none, 1 delta, 2 up, 3 delta_zz, 4 up_zz (3 and 4 with mixer version 2 only;
+              0 none, 1 delta, 2 up, 3 delta_zz, 4 up_zz (3 and 4 with mixer version >= 2;
               up and up_zz need r >= 1)
     varint    segments per stream m, 1 <= m, m * segment_length <= MAX_STREAM_LENGTH
     varint    record length r, 0 <= r <= MAX_RECORD_LENGTH (0: the mixer detects it)
@@ -60,16 +63,19 @@ from .preprocess import Plane
 from .rans import STATE_LOWER, RansLaneDecoder, encode_intervals
 from .transforms import Transform
 
-MIXER_VERSION = 2
+MIXER_VERSION = 3
 """Mixer rules the encoder writes (:data:`MIXER_RULES`)."""
+_MIXER_V2 = replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18)
 MIXER_RULES: dict[int, tuple[MixerConfig, bool]] = {
     1: (DEFAULT_CONFIG, False),
-    2: (replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18), True),
+    2: (_MIXER_V2, True),
+    3: (replace(_MIXER_V2, components=DEFAULT_CONFIG.components + ("o4", "o6"), o4_bits=16, o6_bits=16,
+                set_len_edges=(1, 8), scale_tables=True), True),
 }
 """Frozen per mixer version: ``(config, shared)``. ``shared``: the streams of one plane of one
 chunk are one group of :class:`AdaptiveMixer` lanes sharing their statistics; otherwise every
 stream is a group of its own."""
-MIXER_OF_FORMAT = {2: 1, 3: 2}
+MIXER_OF_FORMAT = {2: 1, 3: 2, 4: 3}
 """The mixer version an ``lm_mix`` body must have, by its chunk's format version."""
 assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
 DEFAULT_STREAM_LENGTH = 16384
@@ -79,7 +85,9 @@ MAX_STREAM_LENGTH = 1 << 24
 MAX_RECORD_LENGTH = (1 << DEFAULT_CONFIG.history_bits) - 1
 """Largest explicit record length, bytes (65535: the mixer looks back through a 64 KiB history)."""
 DEFAULT_GROUP = 64
-"""Streams processed together (memory: about 1 MB of mixer state per stream, plus the model's
+"""Streams processed together (memory: about 1 MB of mixer state per stream, and since mixer
+version 3 up to 2-4 rows of 256 bytes per coded byte in each of the o2/o4/o6 tables of a plane,
+at most 4 + 2 x 16 MiB per plane, touched only where written; plus the model's
 tables of one block of rounds while encoding: ``ENCODE_TABLE_BYTES``, or one round of
 ``group * segment_length * 1 KiB`` when that is more, e.g. 64 MiB for lm-small-v1)."""
 ENCODE_TABLE_BYTES = 16 << 20
@@ -89,7 +97,7 @@ between the model writing and the mixer reading them)."""
 
 _STATE_BYTES = 4
 _WORD_BYTES = 2
-_TRANSFORMS = {1: frozenset(range(3)), 2: frozenset(int(t) for t in Transform)}
+_TRANSFORMS = {1: frozenset(range(3)), 2: frozenset(int(t) for t in Transform), 3: frozenset(int(t) for t in Transform)}
 """Transform ids each mixer version's bodies may carry (zigzag ones came with version 2)."""
 
 
@@ -168,9 +176,9 @@ def encode_chunks(
         members = [streams[i] for i in batch]
         symbols = [data[s.chunk][s.plane][s.start : s.start + s.length] for s in members]
         records = [params[s.chunk].record_length for s in members]
-        mixer = _new_mixer(records, config, groups)
-        cums, freqs = _mixed_intervals(model, mixer, symbols, [s.kind for s in members], segment_length)
         lengths = np.array([s.length for s in members], dtype=np.int64)
+        mixer = _new_mixer(records, lengths, config, groups)
+        cums, freqs = _mixed_intervals(model, mixer, symbols, [s.kind for s in members], segment_length)
         states, words, counts = encode_intervals(cums, freqs, lengths)
         ends = np.cumsum(counts)
         for k, i in enumerate(batch):
@@ -283,8 +291,12 @@ def _mixed_intervals(
     return cums, freqs
 
 
-def _new_mixer(records: list[int], config: MixerConfig, groups: np.ndarray) -> AdaptiveMixer:
-    mixer = AdaptiveMixer(len(records), config, groups=groups)
+def _new_mixer(records: list[int], lengths: np.ndarray, config: MixerConfig, groups: np.ndarray) -> AdaptiveMixer:
+    """The mixer of one batch: lane ``i`` codes ``lengths[i]`` bytes with record length
+    ``records[i]`` (0: detected) in group ``groups[i]`` (a group's tables are sized to the bytes
+    of all its lanes where the config says so)."""
+    group_bytes = np.bincount(groups, weights=lengths, minlength=int(groups[-1]) + 1).astype(np.int64)
+    mixer = AdaptiveMixer(len(records), config, groups=groups, group_bytes=group_bytes)
     rec = np.array(records, dtype=np.int64)
     if np.any(rec > 0):
         mixer.set_record_length(rec, rec > 0)
@@ -476,7 +488,7 @@ def _decode_group(model: FrequencyModel, members, segment_length: int, workers: 
         np.concatenate([m[3] for m in members]).astype(np.uint16),
         np.array([m[2] for m in members], dtype=np.int64),
     )
-    mixer = _new_mixer([m[4] for m in members], config, groups)
+    mixer = _new_mixer([m[4] for m in members], lengths, config, groups)
     kinds = [m[0].kind for m in members]
     width = int(lengths.max())
     decoded = np.zeros((n, width), dtype=np.uint8)

@@ -2,7 +2,7 @@
 
 The language model (LM) sees at most one segment (``context_length`` bytes) and was trained on
 other data. :class:`AdaptiveMixer` adds what it cannot know, learned on the stream being coded:
-adaptive order-0/1/2 counts, a *record* model (counts in the context of the byte one record
+adaptive order-0/1/2 (and, in mixer version 3, hashed order-4/6) counts, a *record* model (counts in the context of the byte one record
 back, e.g. the pixel above or the same column of the previous table row) and a *match* model
 (the byte that followed the most recent earlier occurrence of the current context, as PAQ-style
 match models do), and mixes them with the LM table into the table that is actually coded.
@@ -32,9 +32,10 @@ Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
 
    * ``lm``: ``LG[f_lm(s)]`` with ``LG[x] ~ 256 * log2(x)`` (``LG[0] = 0``), in ``[0, 4096]``;
      ``f`` is clipped to ``[0, 65536]`` first, so any integer input is safe;
-   * ``o0``/``o1``/``o2``/``rec``: ``LG[2*c(s) + 1]`` (Krichevsky-Trofimov, count + 1/2) of the
-     lane's counts in the context: none / previous byte / hash of the previous two bytes / the
-     byte one record length back; in ``[0, LG[2047]] = [0, 2815]``. ``rec`` is 0 everywhere
+   * ``o0``/``o1``/``o2``/``o4``/``o6``/``rec``: ``LG[2*c(s) + 1]`` (Krichevsky-Trofimov, count +
+     1/2) of the lane's counts in the context: none / previous byte / hash of the previous two,
+     four or six bytes (``o2_bits``, ``o4_bits``, ``o6_bits`` rows) / the byte one record length
+     back; in ``[0, LG[2047]] = [0, 2815]``. ``rec`` is 0 everywhere
      while the lane has no record length (it then carries no information);
    * ``match``: only the predicted byte ``e`` scores, ``l(e) = LG[2h+1] - LG[2m+1] + LG[255]``
      (log-odds of "the match goes on" from the lane's hit/miss counts ``h, m < 1024`` for the
@@ -46,8 +47,8 @@ Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
 2. **Geometric mixing** (a product of experts: the many-symbol form of PAQ's logistic mixing):
    ``z(s) = (sum_i (w_i >> 4) * l_i(s)) >> 12`` with integer weights ``w_i`` in units of
    ``2**-16``, clamped to ``[W_MIN, W_MAX] = [-2**17, 2**19 - 1]`` (-2.0 .. 8.0), so
-   ``|w_i >> 4| <= 2**15``, ``|(w_i >> 4) * l_i| < 2**28`` and the sum of at most 6 terms fits in
-   int32. The lane's weight vector is one of ``n_sets`` sets, chosen by its match length
+   ``|w_i >> 4| <= 2**15``; the sum of at most 8 terms is below ``2**15 * (4096 + 6 * 2815 +
+   4861) < 2**30`` (lm, six counts, match) and fits in int32. The lane's weight vector is one of ``n_sets`` sets, chosen by its match length
    (``set_len_edges``). Then ``d(s) = min(max z - z(s), D_MAX)`` and
    ``q(s) = EXP[d(s)] ~ 2**30 * 2**(-d/256)``, so ``q`` is in ``[1, 2**30]``, ``Q = sum q < 2**38``.
 
@@ -88,9 +89,10 @@ Adaptation (:meth:`AdaptiveMixer.update`)
   length, ``w_i += (lr_t * (l_i(sym) - E_i) + 2**9) >> 10`` with ``E_i = (sum_s q(s) l_i(s)) // Q``
   (``|q l| < 2**43``, sums ``< 2**51``), ``lr_t = lr * (1 + (boost - 1) * T // (T + t))`` after
   ``t`` bytes of the stream (``lr`` is in units of ``2**-18`` weight per log unit); then clamped.
-* Counts: +1 for the coded byte; a row (o0: the lane's 256 counts; o1/o2/rec: the context's row)
-  is halved (``>> 1``) first when the coded byte's count has reached its limit, which keeps the
-  statistics adaptive and within ``uint8`` (o1/o2/rec) or small ``int32`` (o0).
+* Counts: +1 for the coded byte; a row (o0: the lane's 256 counts; o1/o2/o4/o6/rec: the
+  context's row) is halved (``>> 1``) first when the coded byte's count has reached its limit
+  (``o2_limit`` also for o4 and o6), which keeps the statistics adaptive and within ``uint8``
+  (o1/o2/o4/o6/rec) or small ``int32`` (o0).
 * Record length: explicit per lane (:meth:`AdaptiveMixer.set_record_length`, e.g. the row length
   of an image or table, known from the array shape), else detected: byte ``s`` seen at distances
   ``d, d`` (three equally spaced occurrences, ``d >= 2``) votes for ``d`` in a majority-vote
@@ -106,6 +108,7 @@ Adaptation (:meth:`AdaptiveMixer.update`)
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -128,6 +131,7 @@ __all__ = [
     "log_lut",
     "exp_lut",
     "to_table",
+    "table_bits",
     "mix_sequence",
     "BACKENDS",
     "default_backend",
@@ -154,7 +158,11 @@ MATCH_VERIFY = 16
 MATCH_BUCKETS = 16
 """Match-length buckets of the hit counts: ``min(len, 15)`` (0 = no match)."""
 MATCH_COUNT_LIMIT = 1024
-COMPONENTS = ("lm", "o0", "o1", "o2", "rec", "match")
+COMPONENTS = ("lm", "o0", "o1", "o2", "rec", "match", "o4", "o6")
+"""Every component, in weight-slot order of the compiled kernels (o4 and o6 came with mixer
+version 3 and are appended so that the older slots keep their place)."""
+_ORDER_MASKS = {"o2": np.uint64(0xFFFF), "o4": np.uint64(0xFFFF_FFFF), "o6": np.uint64(0xFFFF_FFFF_FFFF)}
+"""The bytes of the 8-byte history (newest in the low byte) each hashed context reads."""
 BACKENDS = ("numba", "numpy")
 """Implementations of the same rules: compiled kernels (:mod:`lmcodec.mixing_kernels`) and the
 numpy reference in this module. Tests require identical output from both."""
@@ -264,15 +272,20 @@ def to_table(x: np.ndarray, total: np.ndarray | None = None) -> np.ndarray:
 class MixerConfig:
     """Everything that defines the mixer's output (a format must pin all of it).
 
-    Memory per lane: o1 ``64 KiB``; o2 ``2**o2_bits * 256`` bytes; match ``4 * 2**hash_bits +
-    2**history_bits`` bytes; o0, weights and scalars under 2 KiB.
+    Memory per lane: o1 ``64 KiB``; o2/o4/o6 ``2**bits * 256`` bytes each; match ``4 *
+    2**hash_bits + 2**history_bits`` bytes; o0, weights and scalars under 2 KiB (a group of lanes
+    sharing statistics holds one set of counts and match tables).
     """
 
     components: tuple[str, ...] = ("lm", "o0", "o1", "o2", "rec", "match")
     o0_limit: int = 1023
     o1_limit: int = 255
     o2_limit: int = 255
+    """Count limit of the o2, o4 and o6 rows."""
     o2_bits: int = 10
+    o4_bits: int = 16
+    """Rows (log2) of the hashed order-4 table, only with component ``o4``; likewise ``o6_bits``."""
+    o6_bits: int = 16
     match_min: int = 3
     hash_bits: int = 16
     history_bits: int = 16
@@ -281,7 +294,8 @@ class MixerConfig:
     lr_boost: int = 4
     """Learning rate multiplier at the start of a stream, decaying as ``1 + (boost-1)*T/(T+t)``."""
     lr_boost_steps: int = 1024
-    init_weights: tuple[int, ...] = (W_ONE, W_ONE // 4, W_ONE // 4, W_ONE // 4, W_ONE // 4, W_ONE // 2)
+    init_weights: tuple[int, ...] = (W_ONE, W_ONE // 4, W_ONE // 4, W_ONE // 4, W_ONE // 4, W_ONE // 2,
+                                     W_ONE // 4, W_ONE // 4)
     """Initial weight per entry of ``COMPONENTS`` (units of 2**-16), every set alike."""
     rec_votes: int = 4
     """Record-length detection: a repeat distance becomes the lane's record length once its
@@ -294,6 +308,10 @@ class MixerConfig:
     switch_clamp_bits: int = 16
     switch_init_bits: int = 4
     """The uniform expert starts this many bits behind the geometric mix."""
+    scale_tables: bool = False
+    """Size each group's hashed tables (o2/o4/o6 counts, match tables) to the bytes the group
+    codes (``group_bytes`` of :class:`AdaptiveMixer`, see :func:`table_bits`), so a small chunk
+    touches little memory; otherwise every group uses the full ``*_bits``."""
 
     def __post_init__(self) -> None:
         if not self.components or self.components[0] != "lm" or any(c not in COMPONENTS for c in self.components):
@@ -306,8 +324,8 @@ class MixerConfig:
             raise ValueError("match_long must be in (match_min, 8]")
         if not (2 <= self.match_min <= 8 and 8 <= self.hash_bits <= 24 and 10 <= self.history_bits <= 26):
             raise ValueError("match parameters out of range")
-        if not 0 <= self.o2_bits <= 16:
-            raise ValueError("o2_bits out of range")
+        if not 0 <= self.o2_bits <= 16 or not (8 <= self.o4_bits <= 20 and 8 <= self.o6_bits <= 20):
+            raise ValueError("o2_bits must be in [0, 16], o4_bits and o6_bits in [8, 20]")
         if len(self.init_weights) != len(COMPONENTS):
             raise ValueError("init_weights needs one entry per COMPONENTS")
         if not 1 <= self.switch_clamp_bits <= 16 or not 0 <= self.switch_init_bits <= self.switch_clamp_bits:
@@ -324,8 +342,9 @@ class MixerConfig:
         n = 2048
         if "o1" in c:
             n += 256 * 256
-        if "o2" in c:
-            n += (256 << self.o2_bits)
+        for name in ("o2", "o4", "o6"):
+            if name in c:
+                n += 256 << getattr(self, f"{name}_bits")
         if "rec" in c:
             n += 256 * 256 + 256 * 16
         if "match" in c:
@@ -339,6 +358,29 @@ class MixerConfig:
 
 
 DEFAULT_CONFIG = MixerConfig()
+MIN_TABLE_BITS = 8
+_TABLE_FIELDS = ("o2_bits", "o4_bits", "o6_bits", "hash_bits")
+"""Columns of ``AdaptiveMixer.gbits``: the hashed tables whose size :func:`table_bits` sets."""
+
+
+def table_bits(bits: int, n_bytes: int | None) -> int:
+    """Hash bits of a table configured with ``bits`` for a group that codes ``n_bytes`` bytes
+    (None: unknown): ``min(bits, max(8, bit_length(n_bytes - 1) + 1))``, i.e. between 2 and 4
+    rows per coded byte once the table is below its configured size (a group writes at most one
+    row per byte, so few rows collide)."""
+    if n_bytes is None:
+        return bits
+    return min(bits, max(MIN_TABLE_BITS, (max(n_bytes, 1) - 1).bit_length() + 1))
+
+
+def _lazy_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zero array in an anonymous memory map: the system supplies zero pages on first write
+    (4 KiB each; no transparent huge pages, which numpy requests for large arrays), so a big
+    table costs memory only where it is written."""
+    n = math.prod(shape) * np.dtype(dtype).itemsize
+    if n == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, n), dtype=dtype).reshape(shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +406,7 @@ class AdaptiveMixer:
 
     ``groups`` (int ``[B]``, default: every lane its own group) lets runs of consecutive lanes
     share their statistics: ``groups[0] = 0`` and each next entry equals the previous one or
-    exceeds it by one. The lanes of a group share the order-0/1/2 and record counts and the
+    exceeds it by one. The lanes of a group share the order-0/1/2/4/6 and record counts and the
     match model's tables and hit counts (whose entries name the lane and position they point
     to, so a lane's match may continue another lane's history); each lane keeps its own
     history, match, record length, mixing weights and switch. The group's lanes advance together
@@ -373,10 +415,14 @@ class AdaptiveMixer:
     lanes before it in the current one. Only :meth:`code` and :meth:`decode` advance shared
     groups (``step``/``update`` take all lanes' tables before any update, another order), and
     only the compiled backend runs them. Lanes of different groups never interact.
+
+    ``group_bytes`` (int ``[G]``, default unknown) is the number of bytes each group will code;
+    with ``config.scale_tables`` it sets the size of the group's hashed tables
+    (:func:`table_bits`), and so the tables themselves: encoder and decoder must pass the same.
     """
 
     def __init__(self, lanes: int, config: MixerConfig = DEFAULT_CONFIG, backend: str | None = None,
-                 groups: np.ndarray | None = None):
+                 groups: np.ndarray | None = None, group_bytes: np.ndarray | None = None):
         if lanes < 0:
             raise ValueError("lanes must be >= 0")
         backend = default_backend() if backend is None else backend
@@ -389,6 +435,15 @@ class AdaptiveMixer:
         if n_groups != lanes and backend != "numba":
             raise ValueError("lanes sharing a group need the compiled (numba) backend")
         self.groups = grp
+        if group_bytes is not None:
+            group_bytes = np.asarray(group_bytes, dtype=np.int64)
+            if group_bytes.shape != (n_groups,) or np.any(group_bytes < 0):
+                raise ValueError(f"group_bytes must be {n_groups} non-negative integers")
+        self.gbits = np.array(
+            [[table_bits(getattr(config, f), int(n) if config.scale_tables and group_bytes is not None else None)
+              for f in _TABLE_FIELDS] for n in (group_bytes if group_bytes is not None else [None] * n_groups)],
+            dtype=np.int64).reshape(n_groups, len(_TABLE_FIELDS))
+        """Hash bits per group of the o2, o4, o6 and match tables (``_TABLE_FIELDS``)."""
         self._shared = n_groups != lanes
         self._gfirst = np.searchsorted(grp, grp, side="left").astype(np.int64)
         self.backend = backend
@@ -404,14 +459,16 @@ class AdaptiveMixer:
                                            side="right")  # weight set per match length (clipped)
         self._ar = np.arange(self.lanes)
         B, G = self.lanes, n_groups
-        # State: c0, c1, c2, crec, mtab, mtab2, mhit, mtot per group, the rest per lane
+        # State: c0, c1, c2, c4, c6, crec, mtab, mtab2, mhit, mtot per group, the rest per lane
         self.w = np.zeros((B, config.n_sets, self._k), dtype=np.int64)
         self.vsw = np.zeros((B, 2), dtype=np.int64)  # switch log-weights (G, uniform), <= 0
         self.t = np.zeros(B, dtype=np.int64)  # symbols seen
         self.hist8 = np.zeros(B, dtype=np.uint64)  # last 8 bytes, newest in the low byte
         self.c0 = np.zeros((G, N_SYMBOLS), dtype=np.int32) if self._has["o0"] else None
         self.c1 = np.zeros((G, N_SYMBOLS, N_SYMBOLS), dtype=np.uint8) if self._has["o1"] else None
-        self.c2 = np.zeros((G, 1 << config.o2_bits, N_SYMBOLS), dtype=np.uint8) if self._has["o2"] else None
+        for k, name in enumerate(("c2", "c4", "c6")):  # hashed counts: rows [0, 2**gbits) of each group
+            rows = 1 << int(self.gbits[:, k].max(initial=0))
+            setattr(self, name, _lazy_zeros((G, rows, N_SYMBOLS), np.uint8) if self._has["o" + name[1]] else None)
         ring = 1 << config.history_bits if (self._has["match"] or self._has["rec"]) else 0
         self.hist = np.zeros((B, ring), dtype=np.uint8)  # the lane's last bytes, byte t at t % ring
         self.rfixed = np.zeros(B, dtype=np.int64)  # explicit record length, 0 = detect
@@ -423,8 +480,9 @@ class AdaptiveMixer:
             self.rlen = np.zeros(B, dtype=np.int64)
         if self._has["match"]:
             # entries: rank of the writing lane in its group << 32 | position of the next byte
-            self.mtab = np.zeros((G, 1 << config.hash_bits), dtype=np.int64)
-            self.mtab2 = np.zeros((G, 1 << config.hash_bits if config.match_long else 0), dtype=np.int64)
+            rows = 1 << int(self.gbits[:, 3].max(initial=0))
+            self.mtab = _lazy_zeros((G, rows), np.int64)
+            self.mtab2 = _lazy_zeros((G, rows if config.match_long else 0), np.int64)
             self.mptr = np.zeros(B, dtype=np.int64)
             self.mlen = np.zeros(B, dtype=np.int64)
             self.mlane = np.arange(B, dtype=np.int64)  # lane whose history the match follows
@@ -434,6 +492,7 @@ class AdaptiveMixer:
         self._k_arrays = self._kernel_arrays() if backend == "numba" else None
         self._no_lm = np.zeros((B, N_SYMBOLS), dtype=np.int32) if backend == "numba" else None  # kernel argument
         self._none_given = np.zeros(B, dtype=bool)
+        self._rows: dict[str, np.ndarray] = {}  # numpy backend: row of each hashed context (o2/o4/o6)
 
     def _kernel_arrays(self) -> "_kernels.MixerArrays":
         """The state arrays (shared, not copied), scratch and constants of the compiled kernels;
@@ -446,14 +505,15 @@ class AdaptiveMixer:
 
         widx = np.array([cfg.components.index(k) if k in cfg.components else -1 for k in COMPONENTS],
                         dtype=np.int64)
-        consts = np.array([cfg.o0_limit, cfg.o1_limit, cfg.o2_limit, cfg.o2_bits, cfg.match_min, cfg.hash_bits,
-                           cfg.history_bits, cfg.lr, cfg.lr_boost, cfg.lr_boost_steps, cfg.rec_votes,
-                           cfg.match_long, cfg.switch_clamp_bits, W_MIN, W_MAX, int(self._has["rec"])],
+        consts = np.array([cfg.o0_limit, cfg.o1_limit, cfg.o2_limit, cfg.match_min, cfg.history_bits,
+                           cfg.lr, cfg.lr_boost, cfg.lr_boost_steps, cfg.rec_votes, cfg.match_long,
+                           cfg.switch_clamp_bits, W_MIN, W_MAX, int(self._has["rec"])],
                           dtype=np.int64)
         return _kernels.MixerArrays(
-            grp=self.groups, gfirst=self._gfirst, w=self.w, vsw=self.vsw, t=self.t, hist8=self.hist8,
+            grp=self.groups, gfirst=self._gfirst, gbits=self.gbits, w=self.w, vsw=self.vsw, t=self.t, hist8=self.hist8,
             c0=have("c0", np.int32, (B, 0)), c1=have("c1", np.uint8, (B, 0, 0)),
-            c2=have("c2", np.uint8, (B, 0, 0)), crec=have("crec", np.uint8, (B, 0, 0)),
+            c2=have("c2", np.uint8, (B, 0, 0)), c4=have("c4", np.uint8, (B, 0, 0)),
+            c6=have("c6", np.uint8, (B, 0, 0)), crec=have("crec", np.uint8, (B, 0, 0)),
             hist=self.hist, rfixed=self.rfixed,
             rcand=have("rcand", np.int64, (B,)), rvote=have("rvote", np.int64, (B,)),
             rlen=have("rlen", np.int64, (B,)), rlast=have("rlast", np.int64, (B, 0, 2)),
@@ -461,9 +521,9 @@ class AdaptiveMixer:
             mptr=have("mptr", np.int64, (B,)), mlen=have("mlen", np.int64, (B,)),
             mlane=have("mlane", np.int64, (B,)),
             mhit=have("mhit", np.int32, (B, 0)), mtot=have("mtot", np.int32, (B, 0)),
-            L=np.zeros((B, 5, N_SYMBOLS), dtype=np.int32), q=np.zeros((B, N_SYMBOLS), dtype=np.int64),
+            L=np.zeros((B, 7, N_SYMBOLS), dtype=np.int32), q=np.zeros((B, N_SYMBOLS), dtype=np.int64),
             x=np.zeros((B, N_SYMBOLS), dtype=np.int64), G=np.zeros((B, N_SYMBOLS), dtype=np.int32),
-            S=np.zeros((B, 10), dtype=np.int64),
+            S=np.zeros((B, 12), dtype=np.int64),
             cfg=consts, widx=widx, set_of_len=self._set_of_len.astype(np.int64),
             LG=_LG, KT8=_KT8, EXP=_EXP,
         )
@@ -480,7 +540,7 @@ class AdaptiveMixer:
             a = getattr(self, name, None)
             if a is not None:
                 a[idx] = 0
-        for name in ("c0", "c1", "c2", "crec", "mtab", "mtab2", "mhit", "mtot"):
+        for name in ("c0", "c1", "c2", "c4", "c6", "crec", "mtab", "mtab2", "mhit", "mtot"):
             a = getattr(self, name, None)
             if a is not None:
                 a[gi] = 0
@@ -533,9 +593,11 @@ class AdaptiveMixer:
                 np.take(_LG, 2 * self.c0 + 1, out=L[i])
             elif name == "o1":
                 np.take(_KT8, self.c1[ar, prev1], out=L[i])
-            elif name == "o2":
-                self._h2 = self._o2_row()
-                np.take(_KT8, self.c2[ar, self._h2], out=L[i])
+            elif name in _ORDER_MASKS:
+                bits = self.gbits[self.groups, _TABLE_FIELDS.index(f"{name}_bits")]
+                rows = self._row_hash(self.hist8 & _ORDER_MASKS[name], bits)
+                self._rows[name] = rows
+                np.take(_KT8, getattr(self, "c" + name[1])[ar, rows], out=L[i])
             elif name == "rec":
                 rl = np.where(self.rfixed > 0, self.rfixed, self.rlen)
                 has_rec = (rl > 0) & (self.t >= rl)
@@ -557,7 +619,7 @@ class AdaptiveMixer:
             sel = np.zeros(B, dtype=np.intp)
         w = (self.w[ar, sel] >> _W_DROP).astype(np.int32)  # [B, K], |w| <= 2**15
         wd = w[:, self._dense_idx]
-        z = wd[:, 0, None] * L[0]  # int32: |w * l| < 2**15 * 2**13, at most 7 terms
+        z = wd[:, 0, None] * L[0]  # int32: the sum is below 2**30 (module docstring)
         for i in range(1, kd):
             z += wd[:, i, None] * L[i]
         if self._match_idx >= 0:
@@ -589,13 +651,11 @@ class AdaptiveMixer:
             lm = np.clip(lm, 0, TOTAL).astype(np.int64)
         return np.ascontiguousarray(lm)
 
-    def _o2_row(self) -> np.ndarray:
-        return self._row_hash(self.hist8 & np.uint64(0xFFFF), self.config.o2_bits)
-
-    def _row_hash(self, ctx: np.ndarray, bits: int) -> np.ndarray:
-        if bits == 0:
-            return np.zeros(self.lanes, np.intp)
-        return ((ctx * _HASH_MUL) >> np.uint64(64 - bits)).astype(np.intp)
+    @staticmethod
+    def _row_hash(ctx: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Row ``(ctx * _HASH_MUL mod 2**64) >> (64 - bits)`` per lane (0 where ``bits`` is 0)."""
+        shift = np.minimum(64 - bits, 63).astype(np.uint64)
+        return np.where(bits > 0, (ctx * _HASH_MUL) >> shift, 0).astype(np.intp)
 
     # ---------------------------------------------------------------- update
     def update(self, symbols: np.ndarray, active: np.ndarray | None = None) -> None:
@@ -659,12 +719,13 @@ class AdaptiveMixer:
             if full.size:
                 self.c1[a[full], p1[full]] >>= 1
             self.c1[a, p1, s] += 1
-        if self.c2 is not None:
-            h2 = self._h2[a]
-            full = np.flatnonzero(self.c2[a, h2, s] >= cfg.o2_limit)
+        for name, rows_all in self._rows.items():
+            c = getattr(self, "c" + name[1])
+            rows = rows_all[a]
+            full = np.flatnonzero(c[a, rows, s] >= cfg.o2_limit)
             if full.size:
-                self.c2[a[full], h2[full]] >>= 1
-            self.c2[a, h2, s] += 1
+                c[a[full], rows[full]] >>= 1
+            c[a, rows, s] += 1
         # ---- history
         h8 = (self.hist8[a] << np.uint64(8)) | s.astype(np.uint64)
         self.hist8[a] = h8
@@ -695,11 +756,12 @@ class AdaptiveMixer:
         mptr = np.where(hit, self.mptr[a] + 1, 0)
         pos = t + 1  # index of the next byte (s is stored at t)
         k = cfg.match_min
-        key = self._hash(h8, k)
+        bits = self.gbits[self.groups[a], 3]
+        key = self._hash(h8, k, bits)
         ready = pos >= k
         if cfg.match_long:
             kl = cfg.match_long
-            key2 = self._hash(h8, kl)
+            key2 = self._hash(h8, kl, bits)
             ready2 = pos >= kl
             look = np.flatnonzero((mlen < kl) & ready2)
             if look.size:
@@ -756,10 +818,11 @@ class AdaptiveMixer:
             raise ValueError("record length out of range")
         self.rfixed[idx] = lengths
 
-    def _hash(self, h8: np.ndarray, k: int) -> np.ndarray:
-        """Hash of the last ``k`` bytes into ``hash_bits`` bits (uint64 multiply, wrapping)."""
+    def _hash(self, h8: np.ndarray, k: int, bits: np.ndarray) -> np.ndarray:
+        """Hash of the last ``k`` bytes into ``bits`` bits per lane (the group's match-table
+        bits; uint64 multiply, wrapping)."""
         ctx = h8 & np.uint64((1 << (8 * k)) - 1) if k < 8 else h8
-        return ((ctx * _HASH_MUL) >> np.uint64(64 - self.config.hash_bits)).astype(np.intp)
+        return self._row_hash(ctx, bits)
 
     def _verify(self, la: np.ndarray, table: np.ndarray, key: np.ndarray, pos: np.ndarray):
         """Candidate position from ``table`` and the verified match length (0..MATCH_VERIFY):

@@ -39,7 +39,6 @@ __all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes", "decode_la
 
 _U8 = np.uint64(8)
 _BYTE = np.uint64(0xFF)
-_LAST_TWO = np.uint64(0xFFFF)
 _POS_MASK = (1 << 32) - 1
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # = lmcodec.mixing._HASH_MUL (mixing imports this module, not the reverse)
 _SPARE = TOTAL - N_SYMBOLS
@@ -53,27 +52,30 @@ _WORD_SHIFT = np.uint64(WORD_BITS)
 class MixerArrays(NamedTuple):
     """Everything the kernels read or write, for ``B`` lanes (``K`` = weight slots).
 
-    State (persists across bytes), per group (``G`` groups): ``c0 [G, 256]`` (int32), ``c1 [G, 256, 256]``, ``c2 [G, rows, 256]``, ``crec [G, 256, 256]`` (uint8),
+    State (persists across bytes), per group (``G`` groups): ``c0 [G, 256]`` (int32), ``c1 [G, 256, 256]``,
+    ``c2``, ``c4``, ``c6 [G, rows, 256]`` (the hashed order-2/4/6 contexts), ``crec [G, 256, 256]`` (uint8),
     ``mtab``, ``mtab2 [G, 2**hash_bits]`` (int64: ``rank << 32 | position``, rank = the writing
     lane's index in its group), ``mhit``, ``mtot [G, 16]`` (int32); per lane: ``w [B, sets, K]``, ``vsw [B, 2]``,
     ``t [B]``, ``hist8 [B]`` (uint64), ``hist [B, ring]`` (uint8), ``rfixed``, ``rcand``,
     ``rvote``, ``rlen``, ``mptr``, ``mlen``, ``mlane [B]`` (lane whose history the match
-    follows), ``rlast [B, 256, 2]`` (int64). ``grp [B]`` (a lane's group) and ``gfirst [B]`` (the
-    first lane of its group; a group is a run of consecutive lanes) are fixed. An absent
+    follows), ``rlast [B, 256, 2]`` (int64). ``grp [B]`` (a lane's group), ``gfirst [B]`` (the
+    first lane of its group; a group is a run of consecutive lanes) and ``gbits [G, 4]`` (hash bits
+    of the group's o2, o4, o6 and match tables) are fixed. An absent
     component's arrays have a zero-length last axis.
 
-    Scratch (written by a step, read by the next update of the same lane): ``L [B, 5, 256]`` (the
-    dense inputs lm, o0, o1, o2, rec), ``q [B, 256]``, ``x [B, 256]``, ``G [B, 256]``, ``S [B, 10]`` (scalars: Q,
-    weight set, previous byte, o2 row, byte above, has record, predicted byte, match score,
-    match bucket, has match).
+    Scratch (written by a step, read by the next update of the same lane): ``L [B, 7, 256]`` (the
+    dense inputs lm, o0, o1, o2, rec, o4, o6), ``q [B, 256]``, ``x [B, 256]``, ``G [B, 256]``,
+    ``S [B, 12]`` (scalars: Q, weight set, previous byte, o2 row, byte above, has record,
+    predicted byte, match score, match bucket, has match, o4 row, o6 row).
 
     Constants: ``cfg`` (int64, built by :meth:`lmcodec.mixing.AdaptiveMixer._kernel_arrays`),
-    ``widx [6]`` (weight slot per entry of ``COMPONENTS``, -1 if absent), ``set_of_len``, and the
+    ``widx [8]`` (weight slot per entry of ``COMPONENTS``, -1 if absent), ``set_of_len``, and the
     look-up tables ``LG``, ``KT8`` (int32) and ``EXP`` (int64).
     """
 
     grp: np.ndarray
     gfirst: np.ndarray
+    gbits: np.ndarray
     w: np.ndarray
     vsw: np.ndarray
     t: np.ndarray
@@ -81,6 +83,8 @@ class MixerArrays(NamedTuple):
     c0: np.ndarray
     c1: np.ndarray
     c2: np.ndarray
+    c4: np.ndarray
+    c6: np.ndarray
     crec: np.ndarray
     hist: np.ndarray
     rfixed: np.ndarray
@@ -108,14 +112,17 @@ class MixerArrays(NamedTuple):
     EXP: np.ndarray
 
 
-# cfg fields (int64 vector built by AdaptiveMixer._kernel_arrays)
-_O0_LIMIT, _O1_LIMIT, _O2_LIMIT, _O2_BITS, _MATCH_MIN, _HASH_BITS, _HISTORY_BITS = 0, 1, 2, 3, 4, 5, 6
-_LR, _LR_BOOST, _LR_BOOST_STEPS, _REC_VOTES, _MATCH_LONG, _SWITCH_CLAMP = 7, 8, 9, 10, 11, 12
-_W_MIN, _W_MAX, _HAS_REC_COMPONENT = 13, 14, 15
+# cfg fields (int64 vector built by AdaptiveMixer._kernel_arrays; table sizes are per group, gbits)
+_O0_LIMIT, _O1_LIMIT, _O2_LIMIT, _MATCH_MIN, _HISTORY_BITS = 0, 1, 2, 3, 4
+_LR, _LR_BOOST, _LR_BOOST_STEPS, _REC_VOTES, _MATCH_LONG, _SWITCH_CLAMP = 5, 6, 7, 8, 9, 10
+_W_MIN, _W_MAX, _HAS_REC_COMPONENT = 11, 12, 13
 # S fields
-_Q, _SEL, _PREV1, _H2, _ABOVE, _HAS_REC, _PRED, _MSCORE, _BUCKET, _HAS_MATCH = range(10)
-# widx slots
-_LM, _C0, _C1, _C2, _REC, _MATCH = range(6)
+_Q, _SEL, _PREV1, _H2, _ABOVE, _HAS_REC, _PRED, _MSCORE, _BUCKET, _HAS_MATCH, _H4, _H6 = range(12)
+# widx slots (= the order of lmcodec.mixing.COMPONENTS)
+_LM, _C0, _C1, _C2, _REC, _MATCH, _C4, _C6 = range(8)
+_DENSE_SLOTS = np.array([_LM, _C0, _C1, _C2, _REC, _C4, _C6], dtype=np.int64)
+"""The widx slot of each row of the dense inputs ``L`` (every component but the match)."""
+_MASK2, _MASK4, _MASK6 = np.uint64(0xFFFF), np.uint64(0xFFFF_FFFF), np.uint64(0xFFFF_FFFF_FFFF)
 
 
 @njit(cache=True, nogil=True)
@@ -145,6 +152,19 @@ def _to_table(x, total, out):
             best_f = out[i]
             best = i
     out[best] += _TOTAL - s
+
+
+@njit(cache=True, nogil=True)
+def _hashed_input(present, ctx, bits, table, g, S, field, out, KT8):
+    """Scores of a hashed context (``ctx`` = the history bytes it reads) into ``out``; its row
+    goes to ``S[field]``. An absent component scores 0 (its row of ``L`` stays as allocated)."""
+    if not present:
+        return
+    row = np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
+    S[field] = row
+    counts = table[g, row]
+    for s in range(256):
+        out[s] = KT8[counts[s]]
 
 
 @njit(cache=True, nogil=True)
@@ -179,15 +199,10 @@ def _step_lane(j, lm, use_lm, out, m):
             L[2, s] = KT8[c1[s]]
     else:
         L[2, :] = 0
-    if widx[_C2] >= 0:
-        bits = cfg[_O2_BITS]
-        h2 = np.int64(((h8 & _LAST_TWO) * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
-        S[_H2] = h2
-        c2 = m.c2[g, h2]
-        for s in range(256):
-            L[3, s] = KT8[c2[s]]
-    else:
-        L[3, :] = 0
+    gbits = m.gbits[g]
+    _hashed_input(widx[_C2] >= 0, h8 & _MASK2, gbits[0], m.c2, g, S, _H2, L[3], KT8)
+    _hashed_input(widx[_C4] >= 0, h8 & _MASK4, gbits[1], m.c4, g, S, _H4, L[5], KT8)
+    _hashed_input(widx[_C6] >= 0, h8 & _MASK6, gbits[2], m.c6, g, S, _H6, L[6], KT8)
     if widx[_REC] >= 0:
         rfixed = m.rfixed[j]
         rl = rfixed if rfixed > 0 else m.rlen[j]
@@ -228,9 +243,14 @@ def _step_lane(j, lm, use_lm, out, m):
     w2 = w[widx[2]] >> 4 if widx[2] >= 0 else 0
     w3 = w[widx[3]] >> 4 if widx[3] >= 0 else 0
     w4 = w[widx[4]] >> 4 if widx[4] >= 0 else 0
+    w5 = w[widx[_C4]] >> 4 if widx[_C4] >= 0 else 0
+    w6 = w[widx[_C6]] >> 4 if widx[_C6] >= 0 else 0
     z = m.q[j]
     for s in range(256):
         z[s] = w0 * L[0, s] + w1 * L[1, s] + w2 * L[2, s] + w3 * L[3, s] + w4 * L[4, s]
+    if widx[_C4] >= 0 or widx[_C6] >= 0:
+        for s in range(256):
+            z[s] += w5 * L[5, s] + w6 * L[6, s]
     if widx[_MATCH] >= 0:
         z[pred] += (w[widx[_MATCH]] >> 4) * mscore
     zmax = z[0] >> 12
@@ -299,8 +319,8 @@ def _update_lane(j, s, m):
     # ---- weights
     lr_t = cfg[_LR] * (1 + ((cfg[_LR_BOOST] - 1) * cfg[_LR_BOOST_STEPS]) // (cfg[_LR_BOOST_STEPS] + t))
     w = m.w[j, sel]
-    for c in range(5):
-        k = widx[c]
+    for c in range(len(_DENSE_SLOTS)):
+        k = widx[_DENSE_SLOTS[c]]
         if k >= 0:
             acc = 0
             for v in range(256):
@@ -331,6 +351,10 @@ def _update_lane(j, s, m):
         _count(m.c1[g, S[_PREV1]], s, cfg[_O1_LIMIT])
     if widx[_C2] >= 0:
         _count(m.c2[g, S[_H2]], s, cfg[_O2_LIMIT])
+    if widx[_C4] >= 0:
+        _count(m.c4[g, S[_H4]], s, cfg[_O2_LIMIT])
+    if widx[_C6] >= 0:
+        _count(m.c6[g, S[_H6]], s, cfg[_O2_LIMIT])
     # ---- history
     h8 = (m.hist8[j] << _U8) | np.uint64(s)
     m.hist8[j] = h8
@@ -401,7 +425,7 @@ def _update_match(j, s, h8, t, m, hmask, ring):
     pos = t + 1
     g = m.grp[j]
     entry = ((j - m.gfirst[j]) << 32) | pos
-    bits = cfg[_HASH_BITS]
+    bits = m.gbits[g, 3]
     k = cfg[_MATCH_MIN]
     kl = cfg[_MATCH_LONG]
     if kl:

@@ -17,7 +17,7 @@ id         name       residual ``y`` of element ``i`` (``x`` = the elements, ``r
 =========  =========  ================================================================
 
 ``r`` is the chunk's record length (elements per row), the same number the mixer uses.
-``zz`` (zigzag, format version 3) maps a difference that is small in two's complement to a small
+``zz`` (zigzag, format version 3 and later) maps a difference that is small in two's complement to a small
 unsigned number, ``zz(d) = (2d mod 2**N) XOR (all ones if the top bit of d is set, else 0)``:
 0, -1, 1, -2, ... become 0, 1, 2, 3, ... (inverse ``d = (z >> 1) XOR (all ones if z is odd)``),
 so the high byte planes of small differences are zero whatever their sign, where plain deltas

@@ -117,7 +117,7 @@ def test_body_validation():
     data = np.frombuffer(lm_friendly(600), np.uint8)
     layout = [(600, 0)]
     (body,) = encode_chunks(FAKE, [[(data, 0)]], 100, [StreamParams(2, 0)])
-    for version in (b"\x01", b"\x03"):
+    for version in (b"\x01", b"\x02", b"\x04"):
         with pytest.raises(CorruptChunkError, match="mixer version"):
             decode_chunks(FAKE, [version + body[1:]], [layout], 100)
     with pytest.raises(CorruptChunkError, match="unknown transform"):
@@ -168,7 +168,7 @@ def test_mix_false_writes_format_version_1_and_batches_decode_both():
     v1 = LMCodec(mix=False).encode(data)
     v2 = LMCodec().encode(data)
     assert (parse_header(v1).mode, parse_header(v1).version) == (Mode.LM, 1)
-    assert (parse_header(v2).mode, parse_header(v2).version) == (Mode.LM_MIX, 3)
+    assert (parse_header(v2).mode, parse_header(v2).version) == (Mode.LM_MIX, 4)
     assert LMCodec().decode_batch([v1, v2, v1]) == [data, data, data]
 
 
@@ -189,40 +189,50 @@ def test_mixer_parameters_are_frozen():
 
     from lmcodec.mixing import DEFAULT_CONFIG
 
-    assert mixcoding.MIXER_VERSION == 2
-    assert mixcoding.MIXER_OF_FORMAT == {2: 1, 3: 2}
-    assert mixcoding.MIXER_RULES == {1: (DEFAULT_CONFIG, False),
-                                     2: (replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18), True)}
+    assert mixcoding.MIXER_VERSION == 3
+    assert mixcoding.MIXER_OF_FORMAT == {2: 1, 3: 2, 4: 3}
+    v2 = replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18)
+    assert mixcoding.MIXER_RULES == {
+        1: (DEFAULT_CONFIG, False),
+        2: (v2, True),
+        3: (replace(v2, components=("lm", "o0", "o1", "o2", "rec", "match", "o4", "o6"), o4_bits=16, o6_bits=16,
+                    set_len_edges=(1, 8), scale_tables=True), True),
+    }
     assert DEFAULT_CONFIG.to_dict() == {
         "components": ("lm", "o0", "o1", "o2", "rec", "match"),
-        "o0_limit": 1023, "o1_limit": 255, "o2_limit": 255, "o2_bits": 10,
+        "o0_limit": 1023, "o1_limit": 255, "o2_limit": 255, "o2_bits": 10, "o4_bits": 16, "o6_bits": 16,
         "match_min": 3, "hash_bits": 16, "history_bits": 16,
         "lr": 1024, "lr_boost": 4, "lr_boost_steps": 1024,
-        "init_weights": (65536, 16384, 16384, 16384, 16384, 32768),
+        "init_weights": (65536, 16384, 16384, 16384, 16384, 32768, 16384, 16384),
         "rec_votes": 4, "match_long": 6, "set_len_edges": (1, 16),
-        "switch_clamp_bits": 16, "switch_init_bits": 4,
+        "switch_clamp_bits": 16, "switch_init_bits": 4, "scale_tables": False,
     }
 
 
-def test_mixer_version_1_bodies_decode_only_as_format_version_2(monkeypatch):
-    """Bodies of mixer version 1 (format version 2) stay readable; each body must carry the
-    mixer version of its chunk's format version."""
+def test_older_mixer_versions_decode_only_under_their_format_version(monkeypatch):
+    """Bodies of mixer versions 1 and 2 (format versions 2 and 3) stay readable next to the
+    current version; each body must carry the mixer version of its chunk's format version."""
     data, dtype, seg, prm = CASES[2]
     planes = _planes(data, dtype)
     layout = [(len(p), k) for p, k in planes]
-    (v3,) = encode_chunks(FAKE, [planes], seg, [prm])
-    monkeypatch.setattr(mixcoding, "MIXER_VERSION", 1)
-    (v2,) = encode_chunks(FAKE, [planes], seg, [prm])
+    bodies = {}
+    for fmt, mixer in mixcoding.MIXER_OF_FORMAT.items():
+        monkeypatch.setattr(mixcoding, "MIXER_VERSION", mixer)
+        (bodies[fmt],) = encode_chunks(FAKE, [planes], seg, [prm])
+        assert bodies[fmt][0] == mixer
     monkeypatch.undo()
-    assert (v2[0], v3[0]) == (1, 2) and v2 != v3
-    out = decode_chunks(FAKE, [v2, v3, v2], [layout] * 3, seg, [2, 3, 2], group=3)
+    assert len(set(bodies.values())) == len(bodies)
+    fmts = list(bodies) * 2
+    out = decode_chunks(FAKE, [bodies[f] for f in fmts], [layout] * len(fmts), seg, fmts, group=3)
     for got, _ in out:
         assert [g.tobytes() for g in got] == [p.tobytes() for p, _ in planes]
-    for body, version in ((v2, 3), (v3, 2)):
-        with pytest.raises(CorruptChunkError, match="mixer version"):
-            decode_chunks(FAKE, [body], [layout], seg, [version])
+    for fmt, body in bodies.items():
+        for other in bodies:
+            if other != fmt:
+                with pytest.raises(CorruptChunkError, match="mixer version"):
+                    decode_chunks(FAKE, [body], [layout], seg, [other])
     with pytest.raises(CorruptChunkError, match="format version 1"):
-        decode_chunks(FAKE, [v3], [layout], seg, [1])
+        decode_chunks(FAKE, [bodies[4]], [layout], seg, [1])
 
 
 def test_shared_streams_learn_from_each_other_and_keep_raw_streams_in_step():

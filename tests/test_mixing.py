@@ -5,6 +5,7 @@ compiled backend (lmcodec.mixing_kernels) equal to the numpy reference in tables
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from lmcodec.mixing import (
     exp_lut,
     log_lut,
     mix_sequence,
+    table_bits,
     to_table,
 )
 from lmcodec.rans import MAX_FREQ, RansLaneDecoder, check_freqs, encode_intervals, encode_lanes
@@ -256,6 +258,40 @@ def test_match_and_counts_learn_repeats():
     assert bits[700:].mean() < 1.0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_order_4_and_6_contexts_learn_what_order_2_cannot(backend):
+    """Each next byte follows from the previous four (a random order-4 rule over 4 letters,
+    replaced by a random letter 10 % of the time), so the last two bytes alone leave it
+    uncertain: o4 and o6 learn it, o2 cannot."""
+    rng = np.random.default_rng(9)
+    rule = rng.integers(0, 4, 4**4)
+    seq = list(rng.integers(0, 4, 4))
+    for noise in rng.random(6000) < 0.1:
+        seq.append(int(rng.integers(4)) if noise else int(rule[((seq[-4] * 4 + seq[-3]) * 4 + seq[-2]) * 4 + seq[-1]]))
+    sym = np.array(seq, dtype=np.uint8)[None] + 97
+    costs = {}
+    for comps in (("lm", "o2"), ("lm", "o2", "o4"), ("lm", "o2", "o6")):
+        cfg = MixerConfig(components=comps, o2_bits=16, o4_bits=12, o6_bits=12)
+        costs[comps[-1]] = _bits(mix_sequence(None, sym, config=cfg, backend=backend), sym)[0, 3000:].mean()
+    assert costs["o2"] > 1.6  # measured 1.86
+    assert costs["o4"] < 0.8 and costs["o6"] < 0.95  # measured 0.72, 0.86
+
+
+def test_tables_scale_with_the_bytes_a_group_codes():
+    """With scale_tables each group's hashed tables get 2-4 rows per byte it codes (at least
+    2**8, at most the configured size); without it every group has the configured size."""
+    assert [table_bits(16, n) for n in (None, 0, 1, 256, 257, 2040, 16384, 10**6)] == [16, 8, 8, 9, 10, 12, 15, 16]
+    cfg = MixerConfig(components=COMPONENTS, o2_bits=14, hash_bits=18, scale_tables=True)
+    m = AdaptiveMixer(3, cfg, "numba", groups=np.array([0, 0, 1]), group_bytes=np.array([4096, 100]))
+    assert m.gbits.tolist() == [[13, 13, 13, 13], [8, 8, 8, 8]]
+    assert m.c4.shape == (2, 1 << 13, 256) and m.mtab.shape == (2, 1 << 13)
+    plain = AdaptiveMixer(3, replace(cfg, scale_tables=False), "numba", groups=np.array([0, 0, 1]),
+                          group_bytes=np.array([4096, 100]))
+    assert plain.gbits.tolist() == [[14, 16, 16, 18]] * 2
+    with pytest.raises(ValueError, match="group_bytes"):
+        AdaptiveMixer(3, cfg, "numba", groups=np.array([0, 0, 1]), group_bytes=np.array([5]))
+
+
 def test_record_length_explicit_and_detected():
     """Rows that repeat with a period: an explicit record length helps at once; detection finds
     a period that repeats regularly; lengths are validated."""
@@ -322,7 +358,7 @@ PINNED_DIGEST = "dff8b3b3ef7605eb78ed125693c4b14371ea202b7e3b0ebeb2f271afb7119aa
 
 # -- the compiled backend against the numpy reference ---------------------------------------------
 
-_STATE = ("w", "vsw", "t", "hist8", "c0", "c1", "c2", "hist", "rfixed", "crec", "rlast", "rcand", "rvote",
+_STATE = ("w", "vsw", "t", "hist8", "c0", "c1", "c2", "c4", "c6", "hist", "rfixed", "crec", "rlast", "rcand", "rvote",
           "rlen", "mtab", "mtab2", "mptr", "mlen", "mhit", "mtot")
 
 
@@ -353,7 +389,10 @@ _CONFIGS = [
     MixerConfig(components=("lm", "o2", "match"), match_long=0, o2_bits=0, hash_bits=8, history_bits=10),
     MixerConfig(components=("lm", "match", "o1", "o0"), o0_limit=20, o1_limit=3, match_min=2, match_long=8,
                 set_len_edges=(2, 4, 8), lr=50000, lr_boost=64, switch_clamp_bits=1, switch_init_bits=0),
-    MixerConfig(o2_limit=7, o2_bits=16, hash_bits=18, history_bits=12, init_weights=(-2 * 65536,) * 6),
+    MixerConfig(o2_limit=7, o2_bits=16, hash_bits=18, history_bits=12, init_weights=(-2 * 65536,) * len(COMPONENTS)),
+    MixerConfig(components=COMPONENTS, o2_limit=5, o4_bits=8, o6_bits=9, set_len_edges=(1, 8, 32)),
+    MixerConfig(components=("lm", "o6", "match", "o4"), o4_bits=12, o6_bits=8, hash_bits=10),
+    MixerConfig(components=COMPONENTS, o2_bits=14, hash_bits=18, scale_tables=True),
 ]
 
 
@@ -365,8 +404,9 @@ def test_backends_agree_on_tables_and_state(seed, cfg_index, lanes, n, lm_kind, 
     sym, lm, period = _mixed_input(rng, lanes, n, lm_kind)
     lengths = rng.integers(0, n + 1, lanes)
     runs = []
+    group_bytes = rng.integers(0, 3 * n, lanes)  # sizes the tables when the config scales them
     for backend in BACKENDS:
-        m = AdaptiveMixer(lanes, _CONFIGS[cfg_index], backend)
+        m = AdaptiveMixer(lanes, _CONFIGS[cfg_index], backend, group_bytes=group_bytes)
         if explicit_record:
             m.set_record_length(np.full(lanes, period), np.arange(lanes) % 2 == 0)
         tables = m.mix_sequence(lm, sym, lengths)

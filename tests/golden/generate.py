@@ -6,7 +6,8 @@
 Format version 1 vectors were written by the model-only encoder (``mix=False``, mode ``lm``);
 version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``, mixer version 1);
 version 3 added mixer version 2 to it (the ``v3_*`` vectors: several streams per plane, one of
-them stored raw, so the shared statistics and raw streams feeding them are pinned).
+them stored raw, so the shared statistics and raw streams feeding them are pinned); version 4
+added mixer version 3 (the ``v4_*`` vectors, the same inputs and settings as ``v3_*``).
 
 The encoder's *policy* (which layout and transform it picks) is not part of the format. When a
 policy change makes a fresh encode differ from a committed vector, the vector stays (it must
@@ -62,6 +63,7 @@ def _vectors() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "goog_float64": (goog, small, "lm", goog_src),
         **_vectors_v2(),
         **_vectors_v3(),
+        **_vectors_v4(),
     }
 
 
@@ -111,6 +113,14 @@ def _vectors_v3() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         "v3_audio_int16_zz": (audio, small, "lm_mix", f"{audio_src}; the same bytes as v3_audio_int16, "
                               "written after the encoder learned the zigzag transforms (delta_zz)"),
     }
+
+
+def _vectors_v4() -> dict[str, tuple[np.ndarray, dict, str, str]]:
+    """Format version 4: lm_mix with mixer version 3 (order-4 and order-6 contexts), on the
+    inputs and settings of the current-policy ``v3_*`` vectors."""
+    v3 = _vectors_v3()
+    return {"v4_" + name[3:]: v3[name] for name in
+            ("v3_text_noise_tiny", "v3_audio_int16_zz", "v3_mri_uint16_rows", "v3_goog_float64")}
 
 
 def main() -> None:
