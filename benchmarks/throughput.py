@@ -21,7 +21,10 @@ timing separately, inside those calls:
   (model step, mixer and rANS of a group in one thread): model, mixer and coder times are then
   thread-seconds summed over the groups, can add up to more than the wall time, and *other*
   (wall minus their sum, floored at 0) is no longer meaningful; GFLOP/s then use model
-  thread-seconds divided by the number of concurrent groups;
+  thread-seconds divided by the number of concurrent groups. ``lm_mix`` encoding computes the
+  model's next block of tables while the mixer codes the current one, so there too model and
+  mixer time overlap (model time is then the wall time of the model calls, slowed by sharing
+  the cores with the mixer) and *other* is a lower bound;
 * other: everything else (Python driver, element transform choice (LZMA proxy) and transform,
   byte shuffle, the per-position interval lookup of the ``lm_mix`` encoder, zstd fallback
   attempt, CRC, header).

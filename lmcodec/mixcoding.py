@@ -251,17 +251,51 @@ def _mixed_intervals(
     Rounds are taken ``rounds`` at a time (as many as keep the model's tables within
     ``ENCODE_TABLE_BYTES``): one model call gives the tables of every segment of those rounds, then
     the mixer runs through all of them lane by lane, so a lane's state is loaded into the cache
-    once per block of rounds rather than once per segment. The intervals do not depend on it.
+    once per block of rounds rather than once per segment. The model computes the next block's
+    tables on a helper thread while the mixer runs through the current block (both release the
+    GIL), so a batch whose mixer work is one group (one core) leaves the other core to the
+    model. The intervals depend on neither.
     """
     n = len(symbols)
     lengths = np.array([len(s) for s in symbols], dtype=np.int64)
     width = int(lengths.max())
     cums = np.zeros((n, width), dtype=np.int32)
     freqs = np.ones((n, width), dtype=np.int32)
-    seg = segment_length
-    rounds = max(1, ENCODE_TABLE_BYTES // (n * seg * N_SYMBOLS * 4))
+    rounds = max(1, ENCODE_TABLE_BYTES // (n * segment_length * N_SYMBOLS * 4))
+    blocks = _encode_blocks(symbols, kinds, lengths, segment_length, rounds)
+    with ThreadPoolExecutor(1, thread_name_prefix="lmcodec-tables") as ahead:
+        block = next(blocks, None)
+        tables = ahead.submit(_block_tables, model, block) if block is not None else None
+        while block is not None:
+            lm = tables.result()
+            following = next(blocks, None)
+            if following is not None:
+                tables = ahead.submit(_block_tables, model, following)
+            cum, freq = mixer.code(lm, block.symbols, block.active, block.count, getattr(model, "parallel", None))
+            for j, i in enumerate(block.active):
+                cums[i, block.lo : block.lo + int(block.count[j])] = cum[j, : block.count[j]]
+                freqs[i, block.lo : block.lo + int(block.count[j])] = freq[j, : block.count[j]]
+            block = following
+    return cums, freqs
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Rounds ``[lo, lo + count)`` of the ``active`` lanes: the model's input ``tokens [lanes,
+    rounds, row]`` (``used``: rows that hold a real segment) and the bytes to code."""
+
+    lo: int
+    active: np.ndarray
+    count: np.ndarray
+    tokens: np.ndarray
+    used: np.ndarray
+    symbols: np.ndarray
+
+
+def _encode_blocks(symbols: list[np.ndarray], kinds: list[int], lengths: np.ndarray, seg: int, rounds: int):
+    """The encoder's blocks of ``rounds`` segments of every lane (see :func:`_mixed_intervals`)."""
     block = rounds * seg
-    for lo in range(0, width, block):
+    for lo in range(0, int(lengths.max()), block):
         active = np.flatnonzero(lengths > lo)
         count = np.minimum(lengths[active] - lo, block)  # bytes of each active lane in this block, >= 1
         n_seg = -(-count // seg)  # segments of each active lane in this block
@@ -277,18 +311,20 @@ def _mixed_intervals(
                 piece = part[r * seg : (r + 1) * seg]
                 tokens[j, r, 0] = start_token(kinds[i])
                 tokens[j, r, 1 : len(piece)] = piece[:-1]
-        used = np.arange(used_rounds)[None, :] < n_seg[:, None]  # rows holding a real segment
-        if used.all():
-            lm = model.full_freqs(tokens.reshape(-1, row))
-        else:  # rows past a lane's end are never read: any valid table will do
-            lm = np.ones((len(active), used_rounds, row, N_SYMBOLS), dtype=np.int32)
-            lm[used] = model.full_freqs(tokens[used])
-        cum, freq = mixer.code(lm.reshape(len(active), used_rounds * row, N_SYMBOLS), block_syms, active, count,
-                               getattr(model, "parallel", None))
-        for j, i in enumerate(active):
-            cums[i, lo : lo + int(count[j])] = cum[j, : count[j]]
-            freqs[i, lo : lo + int(count[j])] = freq[j, : count[j]]
-    return cums, freqs
+        used = np.arange(used_rounds)[None, :] < n_seg[:, None]
+        yield _Block(lo, active, count, tokens, used, block_syms)
+
+
+def _block_tables(model: FrequencyModel, block: _Block) -> np.ndarray:
+    """The model's tables ``[lanes, rounds * row, 256]`` of one block; rows past a lane's end are
+    never read, so any valid table stands there."""
+    lanes, used_rounds, row = block.tokens.shape
+    if block.used.all():
+        lm = model.full_freqs(block.tokens.reshape(-1, row))
+    else:
+        lm = np.ones((lanes, used_rounds, row, N_SYMBOLS), dtype=np.int32)
+        lm[block.used] = model.full_freqs(block.tokens[block.used])
+    return lm.reshape(lanes, used_rounds * row, N_SYMBOLS)
 
 
 def _new_mixer(records: list[int], lengths: np.ndarray, config: MixerConfig, groups: np.ndarray) -> AdaptiveMixer:
