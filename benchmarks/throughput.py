@@ -4,6 +4,7 @@ the model gets to the machine's float32 matmul throughput (CPU, or ``--device cu
     python benchmarks/throughput.py                      # the shipped models (small, tiny, fast)
     python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
     python benchmarks/throughput.py --mode lm            # the model alone (LMCodec(mix=False))
+    python benchmarks/throughput.py --kind text          # 1 MiB of validation text (one byte plane)
     python benchmarks/throughput.py --device cuda        # the model on the GPU (onnxruntime-gpu)
 
 For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again, by
@@ -80,12 +81,13 @@ DEFAULT_MODELS = "lm-small-v1,lm-tiny-v1,lm-fast-v1"
 # -- what is measured --------------------------------------------------------------------------
 
 
-def sample_chunk(n_bytes: int, source: str = "corpus", seed: int = 0) -> tuple[np.ndarray, str]:
-    """``(array, description)``: the first ``n_bytes`` of the largest validation-split audio
-    sample of :mod:`lmcodec.corpus` (int16, two byte planes; data of the kind the models were
-    trained on, so chunks come out in LM mode), or, if the corpus is not installed or
+def sample_chunk(n_bytes: int, source: str = "corpus", seed: int = 0, kind: str = "audio") -> tuple[np.ndarray, str]:
+    """``(array, description)``: the first ``n_bytes`` of the largest validation-split sample of
+    ``kind`` in :mod:`lmcodec.corpus` (default audio: int16, two byte planes; data of the kind the
+    models were trained on, so chunks come out in LM mode), or, if the corpus is not installed or
     ``source == "synthetic"``, a deterministic int16 signal (sinusoids, random walk, noise).
-    Speed hardly depends on the data."""
+    The model's speed hardly depends on the data; the mixer's parallelism does: the encoder runs
+    one byte plane per core (text and 8-bit data have one)."""
     if source == "corpus":
         import warnings
 
@@ -93,10 +95,13 @@ def sample_chunk(n_bytes: int, source: str = "corpus", seed: int = 0) -> tuple[n
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            samples = [s for s in load_samples("val", ["audio"]) if s.array.nbytes >= n_bytes]
+            samples = [s for s in load_samples("val", [kind]) if s.array.nbytes >= n_bytes]
         if samples:
             best = max(samples, key=lambda s: s.array.nbytes)
-            return np.ascontiguousarray(best.array.reshape(-1)[: n_bytes // 2]), f"corpus val {best.name}"
+            flat = best.array.reshape(-1)
+            return np.ascontiguousarray(flat[: n_bytes // flat.itemsize]), f"corpus val {best.name}"
+        if kind != "audio":
+            raise SystemExit(f"no validation sample of kind {kind!r} holds {n_bytes} bytes")
     rng = np.random.default_rng(seed)
     n = n_bytes // 2
     t = np.arange(n)
@@ -409,6 +414,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated (default {DEFAULT_MODELS})")
     parser.add_argument("--chunk-bytes", type=int, default=1 << 20)
     parser.add_argument("--data", choices=("corpus", "synthetic"), default="corpus")
+    parser.add_argument("--kind", default="audio", help="corpus kind of the chunk (default audio)")
     parser.add_argument("--mode", choices=("lm_mix", "lm"), default="lm_mix",
                         help="lm_mix: the default LMCodec() (default); lm: LMCodec(mix=False), the model alone")
     parser.add_argument("--threads", type=int, default=None,
@@ -423,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     repeat = max(1, args.repeat)
     threads = args.threads if args.threads is not None else int(os.environ.get("LMCODEC_NUM_THREADS", "0") or 0)
-    data, description = sample_chunk(args.chunk_bytes, args.data)
+    data, description = sample_chunk(args.chunk_bytes, args.data, kind=args.kind)
     results = {
         "data": description,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
