@@ -91,13 +91,15 @@ at most 4 + 2 x 16 MiB per plane, touched only where written; plus the model's
 tables of one block of rounds while encoding: ``ENCODE_TABLE_BYTES``, or one round of
 ``group * segment_length * 1 KiB`` when that is more, e.g. 64 MiB for lm-small-v1)."""
 ENCODE_TABLE_BYTES = 16 << 20
-"""The encoder's budget for model tables (1 KiB per byte): a group takes as many rounds per model
-call as fit, and at least one (16 MiB measured faster than 64 MiB: the tables stay in the cache
-between the model writing and the mixer reading them)."""
+"""The encoder's budget for one block of model tables (1 KiB per byte): a group takes as many
+rounds per model call as fit, and at least one (16 MiB measured faster than 64 MiB: the tables
+stay in the cache between the model writing and the mixer reading them). Two blocks are held at
+once: the one the mixer codes and the next one the model computes."""
 
 _STATE_BYTES = 4
 _WORD_BYTES = 2
-_TRANSFORMS = {1: frozenset(range(3)), 2: frozenset(int(t) for t in Transform), 3: frozenset(int(t) for t in Transform)}
+_ALL_TRANSFORMS = frozenset(int(t) for t in Transform)
+_TRANSFORMS = {1: frozenset(range(3)), 2: _ALL_TRANSFORMS, 3: _ALL_TRANSFORMS}
 """Transform ids each mixer version's bodies may carry (zigzag ones came with version 2)."""
 
 

@@ -2,8 +2,9 @@
 
 The language model (LM) sees at most one segment (``context_length`` bytes) and was trained on
 other data. :class:`AdaptiveMixer` adds what it cannot know, learned on the stream being coded:
-adaptive order-0/1/2 (and, in mixer version 3, hashed order-4/6) counts, a *record* model (counts in the context of the byte one record
-back, e.g. the pixel above or the same column of the previous table row) and a *match* model
+adaptive order-0/1/2 (and, in mixer version 3, hashed order-4/6) counts, a *record* model
+(counts in the context of the byte one record back, e.g. the pixel above or the same column of
+the previous table row) and a *match* model
 (the byte that followed the most recent earlier occurrence of the current context, as PAQ-style
 match models do), and mixes them with the LM table into the table that is actually coded.
 
@@ -48,8 +49,8 @@ Pipeline for one position of every lane (:meth:`AdaptiveMixer.step`)
    ``z(s) = (sum_i (w_i >> 4) * l_i(s)) >> 12`` with integer weights ``w_i`` in units of
    ``2**-16``, clamped to ``[W_MIN, W_MAX] = [-2**17, 2**19 - 1]`` (-2.0 .. 8.0), so
    ``|w_i >> 4| <= 2**15``; the sum of at most 8 terms is below ``2**15 * (4096 + 6 * 2815 +
-   4861) < 2**30`` (lm, six counts, match) and fits in int32. The lane's weight vector is one of ``n_sets`` sets, chosen by its match length
-   (``set_len_edges``). Then ``d(s) = min(max z - z(s), D_MAX)`` and
+   4861) < 2**30`` (lm, six counts, match) and fits in int32. The lane's weight vector is one of
+   ``n_sets`` sets, chosen by its match length (``set_len_edges``). Then ``d(s) = min(max z - z(s), D_MAX)`` and
    ``q(s) = EXP[d(s)] ~ 2**30 * 2**(-d/256)``, so ``q`` is in ``[1, 2**30]``, ``Q = sum q < 2**38``.
 
 3. **Geometric table** ``G = to_table(q)``.
@@ -161,8 +162,8 @@ MATCH_COUNT_LIMIT = 1024
 COMPONENTS = ("lm", "o0", "o1", "o2", "rec", "match", "o4", "o6")
 """Every component, in weight-slot order of the compiled kernels (o4 and o6 came with mixer
 version 3 and are appended so that the older slots keep their place)."""
-_ORDER_MASKS = {"o2": np.uint64(0xFFFF), "o4": np.uint64(0xFFFF_FFFF), "o6": np.uint64(0xFFFF_FFFF_FFFF)}
-"""The bytes of the 8-byte history (newest in the low byte) each hashed context reads."""
+_HASHED_ORDERS = {"o2": 2, "o4": 4, "o6": 6}
+"""Bytes of the history each hashed context reads."""
 BACKENDS = ("numba", "numpy")
 """Implementations of the same rules: compiled kernels (:mod:`lmcodec.mixing_kernels`) and the
 numpy reference in this module. Tests require identical output from both."""
@@ -439,10 +440,9 @@ class AdaptiveMixer:
             group_bytes = np.asarray(group_bytes, dtype=np.int64)
             if group_bytes.shape != (n_groups,) or np.any(group_bytes < 0):
                 raise ValueError(f"group_bytes must be {n_groups} non-negative integers")
-        self.gbits = np.array(
-            [[table_bits(getattr(config, f), int(n) if config.scale_tables and group_bytes is not None else None)
-              for f in _TABLE_FIELDS] for n in (group_bytes if group_bytes is not None else [None] * n_groups)],
-            dtype=np.int64).reshape(n_groups, len(_TABLE_FIELDS))
+        sizes = [int(n) for n in group_bytes] if config.scale_tables and group_bytes is not None else [None] * n_groups
+        self.gbits = np.array([[table_bits(getattr(config, f), n) for f in _TABLE_FIELDS] for n in sizes],
+                              dtype=np.int64).reshape(n_groups, len(_TABLE_FIELDS))
         """Hash bits per group of the o2, o4, o6 and match tables (``_TABLE_FIELDS``)."""
         self._shared = n_groups != lanes
         self._gfirst = np.searchsorted(grp, grp, side="left").astype(np.int64)
@@ -593,9 +593,9 @@ class AdaptiveMixer:
                 np.take(_LG, 2 * self.c0 + 1, out=L[i])
             elif name == "o1":
                 np.take(_KT8, self.c1[ar, prev1], out=L[i])
-            elif name in _ORDER_MASKS:
+            elif name in _HASHED_ORDERS:
                 bits = self.gbits[self.groups, _TABLE_FIELDS.index(f"{name}_bits")]
-                rows = self._row_hash(self.hist8 & _ORDER_MASKS[name], bits)
+                rows = self._hash(self.hist8, _HASHED_ORDERS[name], bits)
                 self._rows[name] = rows
                 np.take(_KT8, getattr(self, "c" + name[1])[ar, rows], out=L[i])
             elif name == "rec":
@@ -650,12 +650,6 @@ class AdaptiveMixer:
         if lm.dtype not in (np.int32, np.int64):
             lm = np.clip(lm, 0, TOTAL).astype(np.int64)
         return np.ascontiguousarray(lm)
-
-    @staticmethod
-    def _row_hash(ctx: np.ndarray, bits: np.ndarray) -> np.ndarray:
-        """Row ``(ctx * _HASH_MUL mod 2**64) >> (64 - bits)`` per lane (0 where ``bits`` is 0)."""
-        shift = np.minimum(64 - bits, 63).astype(np.uint64)
-        return np.where(bits > 0, (ctx * _HASH_MUL) >> shift, 0).astype(np.intp)
 
     # ---------------------------------------------------------------- update
     def update(self, symbols: np.ndarray, active: np.ndarray | None = None) -> None:
@@ -818,11 +812,14 @@ class AdaptiveMixer:
             raise ValueError("record length out of range")
         self.rfixed[idx] = lengths
 
-    def _hash(self, h8: np.ndarray, k: int, bits: np.ndarray) -> np.ndarray:
-        """Hash of the last ``k`` bytes into ``bits`` bits per lane (the group's match-table
-        bits; uint64 multiply, wrapping)."""
+    @staticmethod
+    def _hash(h8: np.ndarray, k: int, bits: np.ndarray) -> np.ndarray:
+        """Row of the last ``k`` bytes of each lane's history ``h8`` in a table of ``2**bits``
+        rows (per lane; 0 where ``bits`` is 0): the top ``bits`` bits of the wrapping uint64
+        product with ``_HASH_MUL``."""
         ctx = h8 & np.uint64((1 << (8 * k)) - 1) if k < 8 else h8
-        return self._row_hash(ctx, bits)
+        shift = np.minimum(64 - bits, 63).astype(np.uint64)
+        return np.where(bits > 0, (ctx * _HASH_MUL) >> shift, 0).astype(np.intp)
 
     def _verify(self, la: np.ndarray, table: np.ndarray, key: np.ndarray, pos: np.ndarray):
         """Candidate position from ``table`` and the verified match length (0..MATCH_VERIFY):

@@ -122,7 +122,6 @@ _Q, _SEL, _PREV1, _H2, _ABOVE, _HAS_REC, _PRED, _MSCORE, _BUCKET, _HAS_MATCH, _H
 _LM, _C0, _C1, _C2, _REC, _MATCH, _C4, _C6 = range(8)
 _DENSE_SLOTS = np.array([_LM, _C0, _C1, _C2, _REC, _C4, _C6], dtype=np.int64)
 """The widx slot of each row of the dense inputs ``L`` (every component but the match)."""
-_MASK2, _MASK4, _MASK6 = np.uint64(0xFFFF), np.uint64(0xFFFF_FFFF), np.uint64(0xFFFF_FFFF_FFFF)
 
 
 @njit(cache=True, nogil=True)
@@ -155,12 +154,12 @@ def _to_table(x, total, out):
 
 
 @njit(cache=True, nogil=True)
-def _hashed_input(present, ctx, bits, table, g, S, field, out, KT8):
-    """Scores of a hashed context (``ctx`` = the history bytes it reads) into ``out``; its row
-    goes to ``S[field]``. An absent component scores 0 (its row of ``L`` stays as allocated)."""
+def _hashed_input(present, h8, order, bits, table, g, S, field, out, KT8):
+    """Scores of the hashed context of the last ``order`` bytes into ``out``; its row goes to
+    ``S[field]``. An absent component scores 0 (its row of ``L`` stays as allocated)."""
     if not present:
         return
-    row = np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else 0
+    row = _hash(h8, order, bits)
     S[field] = row
     counts = table[g, row]
     for s in range(256):
@@ -200,9 +199,9 @@ def _step_lane(j, lm, use_lm, out, m):
     else:
         L[2, :] = 0
     gbits = m.gbits[g]
-    _hashed_input(widx[_C2] >= 0, h8 & _MASK2, gbits[0], m.c2, g, S, _H2, L[3], KT8)
-    _hashed_input(widx[_C4] >= 0, h8 & _MASK4, gbits[1], m.c4, g, S, _H4, L[5], KT8)
-    _hashed_input(widx[_C6] >= 0, h8 & _MASK6, gbits[2], m.c6, g, S, _H6, L[6], KT8)
+    _hashed_input(widx[_C2] >= 0, h8, 2, gbits[0], m.c2, g, S, _H2, L[3], KT8)
+    _hashed_input(widx[_C4] >= 0, h8, 4, gbits[1], m.c4, g, S, _H4, L[5], KT8)
+    _hashed_input(widx[_C6] >= 0, h8, 6, gbits[2], m.c6, g, S, _H6, L[6], KT8)
     if widx[_REC] >= 0:
         rfixed = m.rfixed[j]
         rl = rfixed if rfixed > 0 else m.rlen[j]
@@ -301,8 +300,10 @@ def _verify(j, table, key, pos, m, hmask, ring):
 
 @njit(cache=True, nogil=True)
 def _hash(h8, k, bits):
+    """Row of the last ``k`` bytes of the history ``h8`` in a table of ``2**bits`` rows (0 when
+    ``bits`` is 0): the top ``bits`` bits of their 64-bit product with ``_HASH_MUL``."""
     ctx = h8 & np.uint64((1 << (8 * k)) - 1) if k < 8 else h8
-    return np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits))
+    return np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else np.int64(0)
 
 
 @njit(cache=True, nogil=True)
