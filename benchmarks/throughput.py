@@ -5,6 +5,7 @@ the model gets to the machine's float32 matmul throughput (CPU, or ``--device cu
     python benchmarks/throughput.py --models lm-tiny-v1 --chunk-bytes 262144 --threads 2
     python benchmarks/throughput.py --mode lm            # the model alone (LMCodec(mix=False))
     python benchmarks/throughput.py --kind text          # 1 MiB of validation text (one byte plane)
+    python benchmarks/throughput.py --models lm-fast-v1 --mixer-version 1   # the fast preset (older, lighter mixer)
     python benchmarks/throughput.py --device cuda        # the model on the GPU (onnxruntime-gpu)
 
 For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again, by
@@ -273,7 +274,8 @@ def _timed(timers: Timers, fn, repeat: int = 1):
     return result, {**median, "runs_seconds": [r["seconds"] for r in runs]}
 
 
-def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers, repeat: int) -> tuple[int, dict]:
+def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers, repeat: int,
+                  mixer_version: int = mixcoding.MIXER_VERSION) -> tuple[int, dict]:
     """Encode (untimed) and decode (timed) ``data`` below ``LMCodec``: the model body only.
     Returns ``(body bytes, decode timing)``; raises unless the round trip is exact."""
     raw = data.view(np.uint8).reshape(-1)
@@ -286,15 +288,16 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
         return len(bodies[0]), dec
     # the codec's own layout and transform policy, for a 1-D chunk (record length unknown)
-    coding = choose_coding(raw, data.dtype, 0, mixcoding.MAX_RECORD_LENGTH)
+    coding = choose_coding(raw, data.dtype, 0, mixcoding.MAX_RECORD_LENGTH, zigzag=mixer_version >= 2)
     dtype, transform, record = coding.dtype, coding.transform, coding.record
     layout = plane_layout(data.nbytes, dtype)
     params = mixcoding.StreamParams(max(1, mixcoding.DEFAULT_STREAM_LENGTH // segment), record, int(transform))
     planes = split_planes(apply_transform(raw, dtype, transform, record), dtype)
-    bodies = mixcoding.encode_chunks(model, [planes], segment, [params])
+    bodies = mixcoding.encode_chunks(model, [planes], segment, [params], mixer_version=mixer_version)
 
     def decode():
-        (out, prm), = mixcoding.decode_chunks(model, bodies, [layout], segment)
+        (out, prm), = mixcoding.decode_chunks(model, bodies, [layout], segment,
+                                              [mixcoding.FORMAT_OF_MIXER[mixer_version]])
         return invert_transform(join_planes(list(out), data.nbytes, dtype), dtype, Transform(prm.transform),
                                 prm.record_length)
 
@@ -304,7 +307,7 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
 
 
 def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: bool, mix: bool = True,
-                repeat: int = 3, device: str = "cpu") -> dict:
+                repeat: int = 3, device: str = "cpu", mixer_version: int = mixcoding.MIXER_VERSION) -> dict:
     model = models.load_model(name, device=device)
     if threads is not None:
         model.threads = threads
@@ -313,14 +316,14 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     segment = int(cfg.context_length)
     # warm-up (session creation, compiled kernels loaded, first-run allocations), not timed
     warm = data[: max(4 * segment, 65536 // data.itemsize)]
-    LMCodec(model=name, device=device, mix=mix).decode(LMCodec(model=name, device=device, mix=mix).encode(warm))
+    codec = LMCodec(model=name, device=device, mix=mix, mixer_version=mixer_version)
+    codec.decode(codec.encode(warm))
     model_mode = "LM_MIX" if mix else "LM"
 
     timers = Timers()
     timers.install(model)
     try:
         # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
-        codec = LMCodec(model=name, device=device, mix=mix)
         encoded, enc = _timed(timers, lambda: codec.encode(data), repeat)
         mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
         if mode == model_mode and codec_level:
@@ -329,7 +332,7 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
             compressed = len(encoded) - HEADER_SIZE
             level = "LMCodec"
         else:  # zstd/raw won: time the model decode on the model body itself
-            compressed, dec = _stream_level(model, data, segment, mix, timers, repeat)
+            compressed, dec = _stream_level(model, data, segment, mix, timers, repeat, mixer_version)
             level = f"LMCodec encode ({mode} won), {'mixcoding' if mix else 'lmcoding'} decode"
     finally:
         timers.uninstall()
@@ -346,7 +349,7 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     result = {
         "model": name,
         "config": json.loads(cfg.to_json()),
-        "codec": f"LMCodec(mix={mix})",
+        "codec": f"LMCodec(mix={mix}, mixer_version={mixer_version})" if mix else "LMCodec(mix=False)",
         "level": level,
         "codec_mode": mode,
         "bytes": n,
@@ -417,6 +420,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kind", default="audio", help="corpus kind of the chunk (default audio)")
     parser.add_argument("--mode", choices=("lm_mix", "lm"), default="lm_mix",
                         help="lm_mix: the default LMCodec() (default); lm: LMCodec(mix=False), the model alone")
+    parser.add_argument("--mixer-version", type=int, choices=sorted(mixcoding.FORMAT_OF_MIXER),
+                        default=mixcoding.MIXER_VERSION,
+                        help=f"lm_mix: the mixer rules to write (default {mixcoding.MIXER_VERSION}, the newest)")
     parser.add_argument("--threads", type=int, default=None,
                         help="onnxruntime intra-op threads (default: LMCODEC_NUM_THREADS or all cores)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -437,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "threads": threads or os.cpu_count(),
         "mode": args.mode,
+        "mixer_version": args.mixer_version if args.mode == "lm_mix" else None,
         "repeat": repeat,
         "chunk_bytes": int(data.nbytes),
         "device": args.device,
@@ -460,7 +467,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, codec_level in names:
             print(f"... {name}", file=sys.stderr, flush=True)
             results["models"].append(bench_model(name, data, args.threads, codec_level, mix=args.mode == "lm_mix",
-                                                 repeat=repeat, device=args.device))
+                                                 repeat=repeat, device=args.device,
+                                                 mixer_version=args.mixer_version))
             results["matmul_runs"].append(matmul_gflops(threads or os.cpu_count(), device=args.device))
     # the machine is shared: the best measurement is the closest to this CPU's real peak
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}

@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import CorruptChunkError, LMCodecError, UnsupportedFormatError
 from .format import HEADER_SIZE, MAGIC, MAX_RAW_LENGTH, Mode, crc32c, parse_header
-from .mixcoding import DEFAULT_STREAM_LENGTH
+from .mixcoding import DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER
 
 __all__ = ["main", "CONTAINER_MAGIC", "CONTAINER_VERSION"]
 
@@ -281,6 +281,7 @@ def cmd_compress(args) -> int:
             dtype=None if dtype is None else dtype.str,
             mix=not args.no_mix,
             stream_length=args.stream_length,
+            mixer_version=args.mixer_version,
         )
         chunk = args.chunk_size
         if dtype is not None and dtype.itemsize > 1 and chunk >= dtype.itemsize:
@@ -506,7 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-mix",
         action="store_true",
         help="code with the model alone (mode lm, format version 1) instead of mixing it with "
-        "adaptive statistics (mode lm_mix, version 3)",
+        "adaptive statistics (mode lm_mix)",
+    )
+    c.add_argument(
+        "--mixer-version",
+        type=int,
+        choices=sorted(FORMAT_OF_MIXER),
+        default=None,
+        help="mixer rules of mode lm_mix (default: the newest; 1 mixes about twice as fast and "
+        "compresses less, see docs/performance.md)",
     )
     c.add_argument(
         "--stream-length",

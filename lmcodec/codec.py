@@ -33,7 +33,14 @@ from .format import (
     zstd_compress,
     zstd_decompress,
 )
-from .mixcoding import DEFAULT_STREAM_LENGTH, MAX_RECORD_LENGTH, MAX_STREAM_LENGTH, StreamParams
+from .mixcoding import (
+    DEFAULT_STREAM_LENGTH,
+    FORMAT_OF_MIXER,
+    MAX_RECORD_LENGTH,
+    MAX_STREAM_LENGTH,
+    MIXER_VERSION,
+    StreamParams,
+)
 from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
@@ -124,6 +131,13 @@ class LMCodec(Codec):
         a whole number of segments (at least one). The streams of a plane share their adaptive
         statistics but advance in lockstep, so longer streams let a stream see more of its own
         plane's earlier bytes; more streams decode in more parallel lanes. Default 16384.
+    mixer_version : int, optional
+        ``lm_mix`` only: the mixer rules to write (docs/format.md §4.4), ``None`` meaning the
+        newest (3, format version 4); the configuration records the resolved number, so an
+        array keeps the version it was created with. Older versions are lighter: version 1
+        (format version 2: no shared statistics, no order-4/6 contexts) mixes in about half
+        the time and compresses less (docs/performance.md measures both). Decoding reads every
+        version whatever this says.
 
     In mode ``lm_mix`` the encoder may code a chunk of multi-byte elements unshuffled, as plain
     bytes, when that looks smaller (:func:`lmcodec.transforms.choose_coding`); the chunk header
@@ -152,6 +166,7 @@ class LMCodec(Codec):
         fallback_level: int = 3,
         mix: bool = True,
         stream_length: int = DEFAULT_STREAM_LENGTH,
+        mixer_version: int | None = None,
     ):
         if model is None:
             model = _default_model_name()
@@ -178,8 +193,15 @@ class LMCodec(Codec):
             raise TypeError(f"stream_length must be an int, got {stream_length!r}")
         if not 1 <= int(stream_length) <= MAX_STREAM_LENGTH:
             raise ValueError(f"stream_length must be in 1..{MAX_STREAM_LENGTH}, got {stream_length}")
+        if mixer_version is None:
+            mixer_version = MIXER_VERSION
+        if isinstance(mixer_version, bool) or not isinstance(mixer_version, int):
+            raise TypeError(f"mixer_version must be an int or None, got {mixer_version!r}")
+        if mixer_version not in FORMAT_OF_MIXER:
+            raise ValueError(f"mixer_version must be one of {sorted(FORMAT_OF_MIXER)}, got {mixer_version}")
         self.mix = mix
         self.stream_length = int(stream_length)
+        self.mixer_version = mixer_version
 
     # -- numcodecs protocol ----------------------------------------------------------------
 
@@ -193,6 +215,7 @@ class LMCodec(Codec):
             "fallback_level": self.fallback_level,
             "mix": self.mix,
             "stream_length": self.stream_length,
+            "mixer_version": self.mixer_version,
         }
 
     @classmethod
@@ -286,12 +309,12 @@ class LMCodec(Codec):
                 params, chunks = [], []
                 for i in to_code:
                     data, dt, record = prepared[i]
-                    coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH)
+                    coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH, zigzag=self.mixer_version >= 2)
                     codings[i] = coding
                     params.append(StreamParams(per_stream, coding.record, int(coding.transform)))
                     transformed = apply_transform(data, coding.dtype, coding.transform, coding.record)
                     chunks.append(split_planes(transformed, coding.dtype))
-                bodies = encode_chunks(model, chunks, segment_length, params)
+                bodies = encode_chunks(model, chunks, segment_length, params, mixer_version=self.mixer_version)
             else:
                 from .lmcoding import encode_planes
 
@@ -314,7 +337,8 @@ class LMCodec(Codec):
                     mode, body, best = lm_mode, lm_bodies[i], len(lm_bodies[i])
             if mode.uses_model:
                 lm_dtype = codings[i].dtype if i in codings else dt
-                header = Header(mode, n, crc, lm_dtype, segment_length, model_id)
+                version = FORMAT_OF_MIXER[self.mixer_version] if mode == Mode.LM_MIX else None
+                header = Header(mode, n, crc, lm_dtype, segment_length, model_id, version)
             else:
                 header = Header(mode, n, crc, dt)
             if body is None:

@@ -64,7 +64,7 @@ from .rans import STATE_LOWER, RansLaneDecoder, encode_intervals
 from .transforms import Transform
 
 MIXER_VERSION = 3
-"""Mixer rules the encoder writes (:data:`MIXER_RULES`)."""
+"""Mixer rules the encoder writes by default (:data:`MIXER_RULES`)."""
 _MIXER_V2 = replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18)
 MIXER_RULES: dict[int, tuple[MixerConfig, bool]] = {
     1: (DEFAULT_CONFIG, False),
@@ -77,6 +77,9 @@ chunk are one group of :class:`AdaptiveMixer` lanes sharing their statistics; ot
 stream is a group of its own."""
 MIXER_OF_FORMAT = {2: 1, 3: 2, 4: 3}
 """The mixer version an ``lm_mix`` body must have, by its chunk's format version."""
+FORMAT_OF_MIXER = {mixer: fmt for fmt, mixer in MIXER_OF_FORMAT.items()}
+"""The chunk format version an encoder writes for each mixer version (every one stays readable,
+so an encoder may write an older, faster mixer version: ``LMCodec(mixer_version=...)``)."""
 assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
 DEFAULT_STREAM_LENGTH = 16384
 """Bytes per stream unless configured (a multiple of every shipped context length)."""
@@ -148,20 +151,25 @@ def encode_chunks(
     params: Sequence[StreamParams],
     *,
     group: int = DEFAULT_GROUP,
+    mixer_version: int = MIXER_VERSION,
 ) -> list[bytes]:
     """Code every chunk's planes; return one ``lm_mix`` body per chunk (module docstring).
 
-    ``params[c]`` are chunk ``c``'s stream parameters. Raises ``ValueError`` for parameters
-    outside the format's bounds or planes that are not 1-D uint8.
+    ``params[c]`` are chunk ``c``'s stream parameters; ``mixer_version`` picks the rules
+    (:data:`MIXER_RULES`; the chunk header must then carry ``FORMAT_OF_MIXER[mixer_version]``).
+    Raises ``ValueError`` for an unknown mixer version, parameters outside the format's bounds
+    (or a transform that mixer version lacks) or planes that are not 1-D uint8.
     """
     if len(params) != len(chunks):
         raise ValueError(f"{len(params)} parameter sets for {len(chunks)} chunks")
+    if mixer_version not in MIXER_RULES:
+        raise ValueError(f"unknown mixer version {mixer_version!r}; known: {sorted(MIXER_RULES)}")
     if not 1 <= segment_length <= model.context_length:
         raise ValueError(f"segment_length {segment_length} not in [1, {model.context_length}]")
     streams: list[_Stream] = []
     data: list[list[np.ndarray]] = []
     for c, (planes, prm) in enumerate(zip(chunks, params)):
-        _check_params(prm, segment_length, ValueError)
+        _check_params(prm, segment_length, ValueError, mixer_version)
         arrays = []
         for plane, _ in planes:
             a = np.asarray(plane)
@@ -172,7 +180,7 @@ def encode_chunks(
         layout = [(len(a), kind) for a, (_, kind) in zip(arrays, planes)]
         streams += streams_of(layout, prm.stream_length(segment_length), c)
 
-    config, shared = MIXER_RULES[MIXER_VERSION]
+    config, shared = MIXER_RULES[mixer_version]
     coded: list[tuple[int, int, np.ndarray] | None] = [None] * len(streams)  # (state, count, words)
     for batch, groups in _batches(_units(streams, shared), group):
         members = [streams[i] for i in batch]
@@ -190,7 +198,7 @@ def encode_chunks(
     for c, prm in enumerate(params):
         idx = [i for i, s in enumerate(streams) if s.chunk == c]
         raw = [_coded_size(coded[i][1]) >= streams[i].length for i in idx]  # type: ignore[index]
-        body = bytearray([MIXER_VERSION, prm.transform])
+        body = bytearray([mixer_version, prm.transform])
         body += encode_varint(prm.segments_per_stream) + encode_varint(prm.record_length)
         bitmap = np.zeros(-(-len(idx) // 8) * 8, dtype=np.uint8)
         bitmap[: len(idx)] = raw

@@ -45,7 +45,7 @@ CODEC_NAME = "lmcodec.lmcodec"
 """The codec's ``name`` in zarr.json (zarr format 3)."""
 
 _PARAMETERS = (
-    "model", "dtype", "segment_length", "device", "fallback_level", "mix", "stream_length"
+    "model", "dtype", "segment_length", "device", "fallback_level", "mix", "stream_length", "mixer_version"
 )
 
 
@@ -67,6 +67,7 @@ class LMZarrCodec(BytesBytesCodec):
     fallback_level: int
     mix: bool
     stream_length: int
+    mixer_version: int
 
     def __init__(
         self,
@@ -78,10 +79,11 @@ class LMZarrCodec(BytesBytesCodec):
         fallback_level: int = 3,
         mix: bool = True,
         stream_length: int = DEFAULT_STREAM_LENGTH,
+        mixer_version: int | None = None,
     ) -> None:
         # LMCodec validates and normalises every parameter (and resolves the default model)
         config = LMCodec(
-            model, dtype, segment_length, device, fallback_level, mix, stream_length
+            model, dtype, segment_length, device, fallback_level, mix, stream_length, mixer_version
         ).get_config()
         for key in _PARAMETERS:
             object.__setattr__(self, key, config[key])
@@ -107,6 +109,7 @@ class LMZarrCodec(BytesBytesCodec):
             "fallback_level": self.fallback_level,
             "mix": self.mix,
             "stream_length": self.stream_length,
+            "mixer_version": self.mixer_version,
         }
         if self.dtype is not None:
             configuration["dtype"] = self.dtype

@@ -320,6 +320,7 @@ def test_config_round_trip_and_registry():
         "fallback_level": 5,
         "mix": True,
         "stream_length": 16384,
+        "mixer_version": 3,
     }
     assert json.loads(json.dumps(config)) == config
     assert numcodecs.get_codec(config) == codec
@@ -328,10 +329,21 @@ def test_config_round_trip_and_registry():
     assert LMCodec() != LMCodec(dtype="i2")
     assert hash(LMCodec()) == hash(LMCodec(model=FAKE.name))
     assert LMCodec().get_config()["model"] == FAKE.name  # default resolved in the config
+    # an array keeps the mixer version it was created with; a config from before the option
+    # existed gets the newest
+    assert LMCodec(mixer_version=None) == LMCodec(mixer_version=3) != LMCodec(mixer_version=1)
+    assert LMCodec.from_config({k: v for k, v in config.items() if k != "mixer_version"}) == codec
     assert repr(codec) == (
         f"LMCodec(model={FAKE.name!r}, dtype='<f4', segment_length=32, device='auto', "
-        "fallback_level=5, mix=True, stream_length=16384)"
+        "fallback_level=5, mix=True, stream_length=16384, mixer_version=3)"
     )
+
+
+@pytest.mark.parametrize("bad", [0, 4, True, "3", 2.0])
+def test_unknown_mixer_version_is_refused(bad):
+    with pytest.raises(TypeError if not isinstance(bad, int) or isinstance(bad, bool) else ValueError,
+                       match="mixer_version"):
+        LMCodec(mixer_version=bad)
 
 
 def test_invalid_parameters():
@@ -357,7 +369,7 @@ def test_pickle():
     clone = pickle.loads(pickle.dumps(codec))
     assert clone == codec and clone.get_config() == codec.get_config()
     assert set(vars(clone)) == {"model", "dtype", "segment_length", "device", "fallback_level", "mix",
-                                "stream_length"}
+                                "stream_length", "mixer_version"}
     data = _smooth(100, ">i4")
     assert clone.decode(codec.encode(data)) == data.tobytes()
 
@@ -382,7 +394,7 @@ def test_fresh_process_entry_point():
     lines = res.stdout.splitlines()
     assert lines[0] == (
         "LMCodec(model='m', dtype=None, segment_length=None, device='auto', fallback_level=3, "
-        "mix=True, stream_length=16384)"
+        "mix=True, stream_length=16384, mixer_version=3)"
     )
     assert lines[1] == "lmcodec.codec False False"  # registration keeps imports light
 

@@ -9,7 +9,9 @@ model-only encoder, i.e. ``mix=False``. The one exception is re-encoding a zstd-
 bundled libzstd emits, which may change between numcodecs releases without changing the format
 (any zstd decoder reads it), so for that mode only decoding is pinned. Likewise a vector
 marked ``"reencodes": false`` was written under an earlier encoder policy (which layout and
-transform to pick, not part of the format); a newer vector pins the current policy.
+transform to pick, not part of the format); a newer vector pins the current policy. The
+``lm_mix`` vectors of every version re-encode with the ``mixer_version`` in their config (the
+encoder writes older mixer versions on request), except those two policy changes.
 """
 
 from __future__ import annotations

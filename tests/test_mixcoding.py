@@ -209,18 +209,21 @@ def test_mixer_parameters_are_frozen():
     }
 
 
-def test_older_mixer_versions_decode_only_under_their_format_version(monkeypatch):
-    """Bodies of mixer versions 1 and 2 (format versions 2 and 3) stay readable next to the
-    current version; each body must carry the mixer version of its chunk's format version."""
+def test_older_mixer_versions_decode_only_under_their_format_version():
+    """Bodies of mixer versions 1 and 2 (format versions 2 and 3) stay readable (and writable)
+    next to the current version; each body must carry the mixer version of its chunk's format
+    version."""
     data, dtype, seg, prm = CASES[2]
     planes = _planes(data, dtype)
     layout = [(len(p), k) for p, k in planes]
+    assert mixcoding.FORMAT_OF_MIXER == {1: 2, 2: 3, 3: 4}
     bodies = {}
     for fmt, mixer in mixcoding.MIXER_OF_FORMAT.items():
-        monkeypatch.setattr(mixcoding, "MIXER_VERSION", mixer)
-        (bodies[fmt],) = encode_chunks(FAKE, [planes], seg, [prm])
+        (bodies[fmt],) = encode_chunks(FAKE, [planes], seg, [prm], mixer_version=mixer)
         assert bodies[fmt][0] == mixer
-    monkeypatch.undo()
+    assert encode_chunks(FAKE, [planes], seg, [prm]) == [bodies[4]]
+    with pytest.raises(ValueError, match="mixer version"):
+        encode_chunks(FAKE, [planes], seg, [prm], mixer_version=4)
     assert len(set(bodies.values())) == len(bodies)
     fmts = list(bodies) * 2
     out = decode_chunks(FAKE, [bodies[f] for f in fmts], [layout] * len(fmts), seg, fmts, group=3)

@@ -75,6 +75,24 @@ def test_codec_stores_and_inverts_the_transform():
     assert LMCodec().decode(enc) == ramp.tobytes()
 
 
+@pytest.mark.parametrize("mixer_version", [1, 2, 3])
+def test_every_mixer_version_is_written_on_request(mixer_version):
+    """``LMCodec(mixer_version=v)`` writes format version ``v + 1`` with mixer version ``v`` in
+    the body, takes only the transforms that version has (no zigzag in version 1), and every
+    version decodes with a default codec."""
+    from lmcodec.mixcoding import FORMAT_OF_MIXER
+
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 60_000, 64)
+    image = (first + np.cumsum(rng.integers(-2, 3, (40, 64)), axis=0)).astype(">u2")
+    enc = LMCodec(mixer_version=mixer_version).encode(image)
+    header = parse_header(enc)
+    assert header.mode == Mode.LM_MIX and header.version == FORMAT_OF_MIXER[mixer_version]
+    assert enc[HEADER_SIZE] == mixer_version
+    assert enc[HEADER_SIZE + 1] == (Transform.UP if mixer_version == 1 else Transform.UP_ZZ)
+    assert LMCodec().decode(enc) == image.tobytes()
+
+
 def test_coding_keeps_shuffled_layout_for_integers_and_small_chunks():
     rng = np.random.default_rng(0)
     ramp = (np.cumsum(rng.integers(-3, 4, 20_000)) + 30_000).astype("<i2")

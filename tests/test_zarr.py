@@ -103,6 +103,7 @@ def test_format3_round_trip_in_a_fresh_process(tmp_path):
                     "fallback_level": 3,
                     "mix": True,
                     "stream_length": 16384,
+                    "mixer_version": 3,
                     "dtype": np.dtype(dtype).newbyteorder("<").str,
                 },
             }
@@ -162,12 +163,14 @@ def test_format3_codec_configuration():
         "name": CODEC_NAME,
         "configuration": {
             "model": "m", "device": "auto", "fallback_level": 3, "mix": True, "stream_length": 16384,
+            "mixer_version": 3,
         },
     }
     full = LMZarrCodec(model="m", dtype="<i4", segment_length=64, device="cpu", fallback_level=-1,
-                       mix=False, stream_length=4096)
+                       mix=False, stream_length=4096, mixer_version=1)
     assert full.to_dict()["configuration"] == {
         "model": "m", "device": "cpu", "fallback_level": -1, "mix": False, "stream_length": 4096,
+        "mixer_version": 1,
         "dtype": "<i4", "segment_length": 64,
     }
     for c in (codec, full):

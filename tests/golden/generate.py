@@ -7,7 +7,9 @@ Format version 1 vectors were written by the model-only encoder (``mix=False``, 
 version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``, mixer version 1);
 version 3 added mixer version 2 to it (the ``v3_*`` vectors: several streams per plane, one of
 them stored raw, so the shared statistics and raw streams feeding them are pinned); version 4
-added mixer version 3 (the ``v4_*`` vectors, the same inputs and settings as ``v3_*``).
+added mixer version 3 (the ``v4_*`` vectors, the same inputs and settings as ``v3_*``). Each
+``lm_mix`` vector's config names its mixer version (``mixer_version``): the encoder still
+writes every one on request, so the older vectors pin the older writers too.
 
 The encoder's *policy* (which layout and transform it picks) is not part of the format. When a
 policy change makes a fresh encode differ from a committed vector, the vector stays (it must
@@ -80,8 +82,8 @@ def _lm_mix_inputs():
 
 def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
     """Format version 2: mode lm_mix (several streams, raw streams, a record length)."""
-    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512}
-    small = {"model": "lm-small-v1", "stream_length": 1024}
+    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512, "mixer_version": 1}
+    small = {"model": "lm-small-v1", "stream_length": 1024, "mixer_version": 1}
     (text, text_src), noise, (audio, audio_src), (mri, mri_src), (goog, goog_src) = _lm_mix_inputs()
     return {
         "v2_text_noise_tiny": (np.concatenate([text, noise]), tiny, "lm_mix",
@@ -99,8 +101,8 @@ def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
 
 def _vectors_v3() -> dict[str, tuple[np.ndarray, dict, str, str]]:
     """Format version 3: lm_mix with mixer version 2 (the streams of a plane share statistics)."""
-    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512}
-    small = {"model": "lm-small-v1", "segment_length": 256, "stream_length": 256}
+    tiny = {"model": "lm-tiny-v1", "segment_length": 256, "stream_length": 512, "mixer_version": 2}
+    small = {"model": "lm-small-v1", "segment_length": 256, "stream_length": 256, "mixer_version": 2}
     (text, text_src), noise, (audio, audio_src), (mri, mri_src), (goog, goog_src) = _lm_mix_inputs()
     return {
         "v3_text_noise_tiny": (np.concatenate([text, noise]), tiny, "lm_mix",
@@ -119,8 +121,9 @@ def _vectors_v4() -> dict[str, tuple[np.ndarray, dict, str, str]]:
     """Format version 4: lm_mix with mixer version 3 (order-4 and order-6 contexts), on the
     inputs and settings of the current-policy ``v3_*`` vectors."""
     v3 = _vectors_v3()
-    return {"v4_" + name[3:]: v3[name] for name in
-            ("v3_text_noise_tiny", "v3_audio_int16_zz", "v3_mri_uint16_rows", "v3_goog_float64")}
+    return {"v4_" + name[3:]: (array, {**config, "mixer_version": 3}, mode, source)
+            for name, (array, config, mode, source) in v3.items()
+            if name in ("v3_text_noise_tiny", "v3_audio_int16_zz", "v3_mri_uint16_rows", "v3_goog_float64")}
 
 
 def main() -> None:
