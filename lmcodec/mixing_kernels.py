@@ -476,24 +476,34 @@ def update_lanes(lanes, symbols, m):
 def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
     """The encoder's fused loop: lane ``lanes[i]`` codes ``symbols[r, :counts[r]]`` (``r =
     rows[i]``) with LM tables ``lm[r, p]``; the coded byte's interval goes to ``cums[r, p]``,
-    ``freqs[r, p]`` (int32). Round ``p`` codes byte ``p`` of every lane with ``counts[r] > p``,
-    lane after lane in the order of ``lanes`` (increasing within a group)."""
+    ``freqs[r, p]`` (int32). The lanes of a group must be adjacent in ``lanes``, in increasing
+    order. Groups are coded one after another (they never interact, so this equals any
+    interleaving, and one group's tables stay in the cache while it runs; a group of one lane
+    codes all its bytes in a row); within a group, round ``p`` codes byte ``p`` of every lane
+    with ``counts[r] > p``, lane after lane."""
     table = np.empty(256, dtype=np.int32)
-    n = 0
-    for i in range(len(rows)):
-        n = max(n, counts[rows[i]])
-    for p in range(n):
-        for i in range(len(rows)):
-            r = rows[i]
-            if p < counts[r]:
-                _step_lane(lanes[i], lm[r, p], use_lm, table, m)
-                s = np.int64(symbols[r, p])
-                c = 0
-                for v in range(s):
-                    c += table[v]
-                cums[r, p] = c
-                freqs[r, p] = table[s]
-                _update_lane(lanes[i], s, m)
+    start = 0
+    while start < len(rows):
+        g = m.grp[lanes[start]]
+        stop = start + 1
+        while stop < len(rows) and m.grp[lanes[stop]] == g:
+            stop += 1
+        n = 0
+        for i in range(start, stop):
+            n = max(n, counts[rows[i]])
+        for p in range(n):
+            for i in range(start, stop):
+                r = rows[i]
+                if p < counts[r]:
+                    _step_lane(lanes[i], lm[r, p], use_lm, table, m)
+                    s = np.int64(symbols[r, p])
+                    c = 0
+                    for v in range(s):
+                        c += table[v]
+                    cums[r, p] = c
+                    freqs[r, p] = table[s]
+                    _update_lane(lanes[i], s, m)
+        start = stop
 
 
 @njit(cache=True, nogil=True)
