@@ -22,7 +22,10 @@ that order, so a lane's table depends on earlier rounds and on the lanes before 
 Entry points: :func:`step_lanes` / :func:`update_lanes` (one byte of many lanes, as
 ``AdaptiveMixer.step`` / ``update``), :func:`code_lanes` (the encoder: many bytes of each lane,
 giving each coded byte's interval) and :func:`decode_lanes` (the decoder: table, rANS decode and
-update of one byte of many lanes in one call).
+update of one byte of many lanes in one call). The helpers they call per byte are inlined
+(``inline="always"``, at numba's IR level): a call that passes the ``MixerArrays`` tuple (37
+arrays) costs more than many of the helpers' bodies (mixer version 1, one core: 4.1 -> 3.5 s
+per MiB; compiling takes a few seconds longer, once per installation: numba caches it).
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ def _to_table(x, total, out):
     out[best] += _TOTAL - s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _hashed_input(present, h8, order, bits, table, g, S, field, out, KT8):
     """Scores of the hashed context of the last ``order`` bytes into ``out``; its row goes to
     ``S[field]``. An absent component scores 0 (its row of ``L`` stays as allocated)."""
@@ -166,7 +169,7 @@ def _hashed_input(present, h8, order, bits, table, g, S, field, out, KT8):
         out[s] = KT8[counts[s]]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _step_lane(j, lm, use_lm, out, m):
     """The coded table of lane ``j``'s next byte into ``out`` (int32 [256]); fills the scratch."""
     cfg, widx, LG, KT8, EXP = m.cfg, m.widx, m.LG, m.KT8, m.EXP
@@ -275,7 +278,7 @@ def _step_lane(j, lm, use_lm, out, m):
     _to_table(x, (w_g + w_u) * _TOTAL, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _verify(j, table, key, pos, m, hmask, ring):
     """(verified match length 0..16, candidate position, candidate lane) from ``table[grp[j],
     key]``: the number of bytes before the candidate (in its lane's history) that equal the
@@ -298,7 +301,7 @@ def _verify(j, table, key, pos, m, hmask, ring):
     return n, cand, lane
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _hash(h8, k, bits):
     """Row of the last ``k`` bytes of the history ``h8`` in a table of ``2**bits`` rows (0 when
     ``bits`` is 0): the top ``bits`` bits of their 64-bit product with ``_HASH_MUL``."""
@@ -306,7 +309,7 @@ def _hash(h8, k, bits):
     return np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else np.int64(0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _update_lane(j, s, m):
     """Feed byte ``s`` to lane ``j`` (after :func:`_step_lane` of the same lane)."""
     cfg, widx, LG = m.cfg, m.widx, m.LG
@@ -371,7 +374,7 @@ def _update_lane(j, s, m):
     m.t[j] = t + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _count(row, s, limit):
     """Count byte ``s`` in ``row`` (256 counts), halving the row first when ``row[s]`` reached
     ``limit``."""
@@ -381,7 +384,7 @@ def _count(row, s, limit):
     row[s] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _update_rec(j, s, t, m, ring):
     cfg = m.cfg
     S = m.S[j]
@@ -407,7 +410,7 @@ def _update_rec(j, s, t, m, ring):
             m.rlen[j] = rcand[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _update_match(j, s, h8, t, m, hmask, ring):
     cfg = m.cfg
     S = m.S[j]
