@@ -232,6 +232,8 @@ class BenchConfig:
     ``models``: ``"all"`` (every installed model), ``"default"`` or a tuple of model names;
     each runs as the default codec (mode ``lm_mix``). ``lm_only``: also run the default model
     with ``mix=False`` (mode ``lm``), if it is among ``models``, to show what mixing adds.
+    ``fast_preset``: also run :meth:`lmcodec.LMCodec.fast` (its model with its older mixer
+    version), if its model is among ``models``, to show what the preset's speed costs.
     """
 
     mode: str  # "quick" | "full", with " (modified)" when options changed it
@@ -241,9 +243,11 @@ class BenchConfig:
     models: str | tuple[str, ...] = "all"
     kinds: tuple[str, ...] | None = None  # None: every corpus kind
     lm_only: bool = True
+    fast_preset: bool = True
 
 
-QUICK = BenchConfig("quick", chunk_sizes=(2048, 64 << 10), bytes_per_kind=32 << 10, models="default")
+QUICK = BenchConfig("quick", chunk_sizes=(2048, 64 << 10), bytes_per_kind=32 << 10, models="default",
+                    fast_preset=False)
 """Default model only (lm_mix and lm-only), 32 KiB per kind, 2 KiB and 64 KiB chunks."""
 FULL = BenchConfig("full", chunk_sizes=(2048, 64 << 10, 1 << 20), bytes_per_kind=256 << 10)
 """Every installed model, 256 KiB per kind, 2 KiB / 64 KiB / 1 MiB chunks."""
@@ -261,11 +265,12 @@ def _model_names(config: BenchConfig) -> list[str]:
 
 def run_benchmark(config: BenchConfig, progress: bool = True, command: str = "") -> dict:
     """Load the data, run every codec (baselines, the default LMCodec per model and, with
-    ``config.lm_only``, the default model with ``mix=False``) and return the report document
-    (see :func:`run_datasets`)."""
+    ``config.lm_only``, the default model with ``mix=False``; with ``config.fast_preset``,
+    ``LMCodec.fast()``) and return the report document (see :func:`run_datasets`)."""
     from . import models
     from .bench_codecs import LMBenchCodec, baseline_codecs
     from .bench_data import kind_datasets, paper_datasets, select_samples
+    from .codec import FAST_PRESET
     from .corpus import KINDS, load_samples
 
     started = time.time()
@@ -274,6 +279,9 @@ def run_benchmark(config: BenchConfig, progress: bool = True, command: str = "")
     codecs: list[BenchCodec] = [*baseline_codecs(), *(LMBenchCodec.installed(m, default=m == default) for m in names)]
     if config.lm_only and default in names:
         codecs.append(LMBenchCodec.installed(default, mix=False, default=True))
+    if config.fast_preset and FAST_PRESET["model"] in names:
+        codecs.append(LMBenchCodec.installed(FAST_PRESET["model"], default=False,
+                                             mixer_version=FAST_PRESET["mixer_version"]))
     kinds = tuple(config.kinds or KINDS)
     samples = load_samples("val", kinds=kinds)
     selected = select_samples(samples, config.bytes_per_kind, config.samples_per_kind)
@@ -306,7 +314,7 @@ def run_datasets(datasets: Sequence[Dataset], codecs: Sequence[BenchCodec], conf
                  "config": {**asdict(config), "models": sorted({c.model for c in lms})}},
         "models": [{"name": c.model, "codec": c.name, "n_parameters": c.n_parameters,
                     "model_bytes": c.model_bytes, "model_id": c.model_id, "mix": c.mix,
-                    "default": c.default} for c in lms],
+                    "mixer_version": c.mixer_version, "default": c.default} for c in lms],
         "codecs": [{"name": c.name, "description": c.description} for c in codecs],
         "datasets": [d.describe() for d in datasets],
         "results": [r.to_json() for r in results],
@@ -335,6 +343,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default model only, 32 KiB per kind, 2 KiB and 64 KiB chunks")
     p.add_argument("--no-lm-only", action="store_true",
                    help="skip the extra run of the default model with mix=False (mode lm)")
+    p.add_argument("--no-fast-preset", action="store_true",
+                   help="skip the extra run of the fast preset (LMCodec.fast())")
     p.add_argument("--out-dir", default="benchmark-results", metavar="DIR",
                    help="where benchmarks.md, benchmarks.json and the plots go "
                         "(default: ./benchmark-results; the repository's docs use 'docs')")
@@ -363,6 +373,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         changes["kinds"] = tuple(args.kinds)
     if getattr(args, "no_lm_only", False):
         changes["lm_only"] = False
+    if getattr(args, "no_fast_preset", False):
+        changes["fast_preset"] = False
     if changes:
         changes["mode"] = f"{base.mode} (modified)"
     return replace(base, **changes)
@@ -381,6 +393,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--kinds", *args.kinds]
     if getattr(args, "no_lm_only", False):
         parts += ["--no-lm-only"]
+    if getattr(args, "no_fast_preset", False):
+        parts += ["--no-fast-preset"]
     return " ".join(parts + ["--out-dir", args.out_dir])
 
 

@@ -126,8 +126,10 @@ class Baseline(BenchCodec):
 class LMBenchCodec(BenchCodec):
     """:class:`lmcodec.LMCodec` with one model; chunks are coded in one batch call each way.
 
-    ``mix=True`` is the default codec (mode ``lm_mix``), named ``lmcodec/<model>``;
-    ``mix=False`` is the model alone (mode ``lm``), named ``lmcodec/<model>/lm-only``.
+    ``mix=True`` is the default codec (mode ``lm_mix``), named ``lmcodec/<model>``, or with an
+    older ``mixer_version`` ``lmcodec/<model>/mixer-v<N>`` (e.g. the fast preset,
+    :meth:`lmcodec.LMCodec.fast`); ``mix=False`` is the model alone (mode ``lm``), named
+    ``lmcodec/<model>/lm-only``.
     ``model_bytes`` is what the adjusted rate adds: the size of the model's integer weights file
     (``weights.npz``); :meth:`installed` looks it up with the parameter count and model id.
     ``default``: whether ``model`` is the default model (the report's per-plane table and
@@ -135,11 +137,17 @@ class LMBenchCodec(BenchCodec):
     """
 
     def __init__(self, model: str, model_bytes: int, n_parameters: int | None = None, model_id: str = "",
-                 mix: bool = True, default: bool = False):
+                 mix: bool = True, default: bool = False, mixer_version: int | None = None):
         self.model = model
         self.mix = mix
         self.default = default
-        if mix:
+        self.mixer_version = mixer_version
+        if mix and mixer_version is not None:
+            self.name = f"lmcodec/{model}/mixer-v{mixer_version}"
+            self.description = (f"LMCodec(model={model!r}, mixer_version={mixer_version}): mode lm_mix with "
+                                f"the rules of mixer version {mixer_version} (format version "
+                                f"{mixer_version + 1}), or zstd/raw per chunk where smaller")
+        elif mix:
             self.name = f"lmcodec/{model}"
             self.description = (f"LMCodec default, model {model}: mode lm_mix (model mixed with adaptive "
                                 "statistics in 16 KiB streams, per-chunk element transform), or zstd/raw "
@@ -153,9 +161,11 @@ class LMBenchCodec(BenchCodec):
         self.model_id = model_id
 
     @classmethod
-    def installed(cls, model: str, mix: bool = True, default: bool | None = None) -> LMBenchCodec:
+    def installed(cls, model: str, mix: bool = True, default: bool | None = None,
+                  mixer_version: int | None = None) -> LMBenchCodec:
         """The codec for an installed model (ModelNotFoundError if there is none);
-        ``default=None`` asks :func:`lmcodec.models.default_model_name`."""
+        ``default=None`` asks :func:`lmcodec.models.default_model_name`; ``mixer_version=None``:
+        the newest."""
         from . import models
 
         info = models.model_info(model)
@@ -165,7 +175,7 @@ class LMBenchCodec(BenchCodec):
             except ModelNotFoundError:
                 default = False
         return cls(model, model_weights_bytes(model), info.get("n_parameters"), info["model_id"],
-                   mix=mix, default=default)
+                   mix=mix, default=default, mixer_version=mixer_version)
 
     def applies(self, kind: str, dtype: np.dtype, chunk_shape: tuple[int, ...]) -> bool:
         return True
@@ -173,7 +183,7 @@ class LMBenchCodec(BenchCodec):
     def _codec(self, dtype: np.dtype):
         from .codec import LMCodec
 
-        return LMCodec(model=self.model, dtype=np.dtype(dtype).str, mix=self.mix)
+        return LMCodec(model=self.model, dtype=np.dtype(dtype).str, mix=self.mix, mixer_version=self.mixer_version)
 
     def warm_up(self, chunk: np.ndarray) -> None:
         codec = self._codec(chunk.dtype)

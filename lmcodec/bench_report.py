@@ -178,6 +178,19 @@ def _is_lm(doc: dict, codec: str) -> bool:
     return any(m["codec"] == codec for m in doc["models"])
 
 
+def _mode_label(model: dict) -> str:
+    """The models table's mode column for one ``doc["models"]`` entry."""
+    from .codec import FAST_PRESET
+
+    if not model.get("mix", True):
+        return "lm (`LMCodec(mix=False)`)"
+    version = model.get("mixer_version")
+    if version is None:
+        return "lm_mix (`LMCodec()`)"
+    preset = {"model": model["name"], "mixer_version": version} == FAST_PRESET
+    return f"lm_mix, mixer version {version} (`{'LMCodec.fast()' if preset else f'LMCodec(mixer_version={version})'}`)"
+
+
 def default_codec(doc: dict) -> str | None:
     """The default model's default codec (mode lm_mix) in ``doc``: the models entry marked
     ``default`` and ``mix``, else the first ``mix`` entry, else the first entry."""
@@ -551,7 +564,7 @@ def render_markdown(doc: dict, plots: dict[str, str]) -> str:
         "",
         *_table(["codec", "model", "mode", "parameters", "model bytes (weights.npz)", "model id"],
                 [[f"`{m['codec']}`", f"`{m['name']}`" + (" (default)" if m.get("default") else ""),
-                  "lm_mix (`LMCodec()`)" if m.get("mix", True) else "lm (`LMCodec(mix=False)`)",
+                  _mode_label(m),
                   f"{m['n_parameters']:,}" if m["n_parameters"] else "—",
                   f"{m['model_bytes']:,}", m["model_id"]] for m in doc["models"]]),
         "",
@@ -685,12 +698,19 @@ def _plot_speed(doc: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _scaling_models(doc: dict) -> list[dict]:
+    """The models of the scaling plot: every model as the default codec (``LMCodec(model=...)``:
+    mode lm_mix, newest mixer version), by size."""
+    ms = [m for m in doc["models"] if m["n_parameters"] and m.get("mix", True) and m.get("mixer_version") is None]
+    return sorted(ms, key=lambda m: m["n_parameters"])
+
+
 def _plot_scaling(doc: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    models = sorted((m for m in doc["models"] if m.get("mix", True)), key=lambda m: m["n_parameters"] or 0)
+    models = _scaling_models(doc)
     for group in _groups(doc):
         totals = [(m["n_parameters"], _group_total(doc, group, m["codec"])) for m in models]
         pts = [(n, t) for n, t in totals if n and t]
@@ -714,7 +734,7 @@ def _write_plots(doc: dict, out: Path) -> dict[str, str]:
     written["rates"] = PLOTS["rates"]
     _plot_speed(doc, out / PLOTS["speed"])
     written["speed"] = PLOTS["speed"]
-    if sum(1 for m in doc["models"] if m["n_parameters"] and m.get("mix", True)) >= 2:
+    if len(_scaling_models(doc)) >= 2:
         _plot_scaling(doc, out / PLOTS["scaling"])
         written["scaling"] = PLOTS["scaling"]
     return written

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codec import FAST_PRESET
 from .errors import CorruptChunkError, LMCodecError, UnsupportedFormatError
 from .format import HEADER_SIZE, MAGIC, MAX_RAW_LENGTH, Mode, crc32c, parse_header
 from .mixcoding import DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER
@@ -276,12 +277,13 @@ def cmd_compress(args) -> int:
         if args.dtype is not None:
             dtype = args.dtype
         record = _npy_record_length(npy[2], dtype) if npy and dtype is not None else 0
+        preset = FAST_PRESET if args.fast else {}
         codec = LMCodec(
-            model=args.model,
+            model=args.model or preset.get("model"),
             dtype=None if dtype is None else dtype.str,
             mix=not args.no_mix,
             stream_length=args.stream_length,
-            mixer_version=args.mixer_version,
+            mixer_version=args.mixer_version or preset.get("mixer_version"),
         )
         chunk = args.chunk_size
         if dtype is not None and dtype.itemsize > 1 and chunk >= dtype.itemsize:
@@ -510,11 +512,17 @@ def build_parser() -> argparse.ArgumentParser:
         "adaptive statistics (mode lm_mix)",
     )
     c.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"the fast preset, LMCodec.fast(): model {FAST_PRESET['model']} and mixer version "
+        f"{FAST_PRESET['mixer_version']} unless --model / --mixer-version say otherwise",
+    )
+    c.add_argument(
         "--mixer-version",
         type=int,
         choices=sorted(FORMAT_OF_MIXER),
         default=None,
-        help="mixer rules of mode lm_mix (default: the newest; 1 mixes about twice as fast and "
+        help="mixer rules of mode lm_mix (default: the newest; 1 is lighter: faster, and "
         "compresses less, see docs/performance.md)",
     )
     c.add_argument(

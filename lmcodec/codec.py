@@ -44,7 +44,13 @@ from .mixcoding import (
 from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
-__all__ = ["LMCodec", "record_length"]
+__all__ = ["LMCodec", "FAST_PRESET", "record_length"]
+
+FAST_PRESET: dict[str, Any] = {"model": "lm-fast-v1", "mixer_version": 1}
+"""``LMCodec.fast()``: the shipped model made for speed (128-byte context, width 64) and mixer
+version 1 (no shared statistics, no order-4/6 contexts), the pair that meets the issue's 1 MiB
+speed targets most nearly on a 2-core CPU; docs/performance.md measures its speed and
+docs/benchmarks.md its ratio against the default."""
 
 
 # -- model resolution: the only places that touch lmcodec.models (patched in tests) -------------
@@ -135,9 +141,9 @@ class LMCodec(Codec):
         ``lm_mix`` only: the mixer rules to write (docs/format.md §4.4), ``None`` meaning the
         newest (3, format version 4); the configuration records the resolved number, so an
         array keeps the version it was created with. Older versions are lighter: version 1
-        (format version 2: no shared statistics, no order-4/6 contexts) mixes in about half
-        the time and compresses less (docs/performance.md measures both). Decoding reads every
-        version whatever this says.
+        (format version 2: no shared statistics, no order-4/6 contexts) mixes faster and
+        compresses less (docs/performance.md and docs/benchmarks.md measure both; see
+        :meth:`fast`). Decoding reads every version whatever this says.
 
     In mode ``lm_mix`` the encoder may code a chunk of multi-byte elements unshuffled, as plain
     bytes, when that looks smaller (:func:`lmcodec.transforms.choose_coding`); the chunk header
@@ -202,6 +208,13 @@ class LMCodec(Codec):
         self.mix = mix
         self.stream_length = int(stream_length)
         self.mixer_version = mixer_version
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> LMCodec:
+        """The fast preset: ``LMCodec(**FAST_PRESET, **overrides)`` (:data:`FAST_PRESET`). Its
+        configuration names the model and mixer version, so an array created with it keeps
+        them."""
+        return cls(**{**FAST_PRESET, **overrides})
 
     # -- numcodecs protocol ----------------------------------------------------------------
 

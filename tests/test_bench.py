@@ -43,9 +43,9 @@ def _image(h: int, w: int) -> np.ndarray:
     return np.stack([(x + y) % 256, (2 * x) % 256, (3 * y) % 256], axis=-1).astype(np.uint8)
 
 
-def _fake_lm(mix: bool = True) -> LMBenchCodec:
+def _fake_lm(mix: bool = True, mixer_version: int | None = None) -> LMBenchCodec:
     return LMBenchCodec(FAKE.name, model_bytes=1000, n_parameters=123, model_id=FAKE.model_id.hex(),
-                        mix=mix, default=True)
+                        mix=mix, default=mixer_version is None, mixer_version=mixer_version)
 
 
 def _small_datasets() -> list[Dataset]:
@@ -181,13 +181,18 @@ def test_run_codec_measures_rate_speed_and_memory():
 def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     pytest.importorskip("matplotlib")
     datasets = _small_datasets()
-    codecs = [*baseline_codecs(), _fake_lm(), _fake_lm(mix=False)]
-    assert codecs[-1].name == f"lmcodec/{FAKE.name}/lm-only" and "lm_mix" in codecs[-2].description
+    codecs = [*baseline_codecs(), _fake_lm(), _fake_lm(mix=False), _fake_lm(mixer_version=1)]
+    assert codecs[-2].name == f"lmcodec/{FAKE.name}/lm-only" and "lm_mix" in codecs[-3].description
+    assert codecs[-1].name == f"lmcodec/{FAKE.name}/mixer-v1" and "mixer version 1" in codecs[-1].description
     doc = run_datasets(datasets, codecs, BenchConfig("test", (1024,), 4096), progress=False, command="test")
     results = doc["results"]
     lm = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}"]
     only = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}/lm-only"]
-    assert len(lm) == len(only) == len(datasets)
+    older = [r for r in results if r["codec"] == f"lmcodec/{FAKE.name}/mixer-v1"]
+    assert len(lm) == len(only) == len(older) == len(datasets)
+    # another mixer version ran: other sizes (each result is decoded and verified by run_datasets)
+    assert any(r["modes"]["lm_mix"] for r in older)
+    assert sum(r["compressed_bytes"] for r in older) != sum(r["compressed_bytes"] for r in lm)
     for r in lm + only:
         assert sum(r["modes"].values()) == r["n_chunks"]
         assert r["adjusted_rate"] == pytest.approx((r["compressed_bytes"] + 1000) / r["raw_bytes"])
@@ -206,7 +211,7 @@ def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     multi = [r for r in plane_rows(doc) if r["itemsize"] > 1 and r["lm_mix_chunks"]]
     assert multi and all(len(r["planes"]) == r["itemsize"] for r in multi)
     assert default_codec(doc) == f"lmcodec/{FAKE.name}"
-    assert [m["mix"] for m in doc["models"]] == [True, False]
+    assert [(m["mix"], m["mixer_version"]) for m in doc["models"]] == [(True, None), (False, None), (True, 1)]
     skipped = {(s["codec"], s["dataset"]) for s in doc["skipped"]}
     assert ("png", "text") in skipped and ("flac", "image") in skipped and ("fpzip", "audio") in skipped
     ran = {(r["codec"], r["dataset"]) for r in results}
@@ -223,6 +228,7 @@ def test_run_all_codecs_with_the_stand_in_model_and_report(tmp_path):
     assert "| `zstd-19` |" in md and "chunks lm_mix/lm/zstd/raw" in md and "(benchmarks-rates.png)" in md
     assert "## Bits per byte per byte plane" in md and "Maximum over the planes above" in md
     assert "vs best classical" in md and "| **all** |" in md and f"`lmcodec/{FAKE.name}/lm-only`" in md
+    assert "lm_mix, mixer version 1 (`LMCodec(mixer_version=1)`)" in md
 
 
 def test_lm_mix_planes_of_a_chunk_stored_raw_and_of_an_lm_mix_chunk():
@@ -257,13 +263,15 @@ def test_bench_options(capsys):
     assert "--quick" in capsys.readouterr().out
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--chunk-sizes", "2K,1M", "--kinds", "text", "audio", "--no-lm-only"])
+    args = parser.parse_args(["--quick", "--chunk-sizes", "2K,1M", "--kinds", "text", "audio", "--no-lm-only",
+                              "--no-fast-preset"])
     config = bench.config_from_args(args)
     assert config.chunk_sizes == (2048, 1 << 20) and config.kinds == ("text", "audio") and not config.lm_only
+    assert not config.fast_preset
     assert config.models == "default" and config.bytes_per_kind == 32 << 10 and "modified" in config.mode
     assert bench.command_line(args) == ("lmcodec bench --quick --chunk-sizes 2048,1048576 --kinds text audio "
-                                        "--no-lm-only --out-dir benchmark-results")
-    assert bench.QUICK.lm_only and bench.FULL.lm_only
+                                        "--no-lm-only --no-fast-preset --out-dir benchmark-results")
+    assert bench.QUICK.lm_only and bench.FULL.lm_only and bench.FULL.fast_preset and not bench.QUICK.fast_preset
     assert bench.config_from_args(parser.parse_args([])) == bench.FULL
     assert main(["bench", "--kinds", "nonsense"]) == 2
 

@@ -54,6 +54,28 @@ def test_no_mix_writes_format_version_1_chunks(tmp_path, capsys):
     assert modes.split() == ["modes:", "lm", "3"]
 
 
+def _chunk_headers(packed):
+    from lmcodec.cli import read_container
+
+    with open(packed, "rb") as f:
+        box = read_container(f, packed.stat().st_size)
+        data = packed.read_bytes()
+    starts = np.cumsum([box.data_offset] + box.chunk_lengths[:-1])
+    return [parse_header(data[s : s + n]) for s, n in zip(starts, box.chunk_lengths)]
+
+
+@pytest.mark.parametrize("extra, version", [((), 4), (("--mixer-version", "1"), 2), (("--fast",), 2),
+                                            (("--fast", "--mixer-version", "2"), 3)])
+def test_mixer_version_and_fast_preset(tmp_path, capsys, extra, version):
+    src = tmp_path / "data.bin"
+    src.write_bytes(lm_friendly(3000))
+    # --fast names lm-fast-v1 unless --model says otherwise (the stand-in model here)
+    packed, _ = _round_trip(tmp_path, capsys, src, "--chunk-size", "1000", "--model", FAKE.name, *extra)
+    headers = _chunk_headers(packed)
+    assert [h.mode for h in headers] == [Mode.LM_MIX] * 3
+    assert {h.version for h in headers} == {version} and {h.model_id for h in headers} == {FAKE.model_id}
+
+
 def test_raw_file_with_dtype_and_size_suffix(tmp_path, capsys):
     src = tmp_path / "data.f4"
     arr = (np.cumsum(np.random.default_rng(1).normal(0, 1, 3001)) / 10).astype(">f4")

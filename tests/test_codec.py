@@ -339,6 +339,16 @@ def test_config_round_trip_and_registry():
     )
 
 
+def test_fast_preset_names_its_model_and_mixer_version():
+    from lmcodec.codec import FAST_PRESET
+
+    assert FAST_PRESET == {"model": "lm-fast-v1", "mixer_version": 1}
+    codec = LMCodec.fast(dtype="<i2")
+    assert codec == LMCodec(model="lm-fast-v1", mixer_version=1, dtype="<i2")
+    assert LMCodec.from_config(codec.get_config()) == codec  # an array created with it keeps it
+    assert LMCodec.fast(mixer_version=2).mixer_version == 2
+
+
 @pytest.mark.parametrize("bad", [0, 4, True, "3", 2.0])
 def test_unknown_mixer_version_is_refused(bad):
     with pytest.raises(TypeError if not isinstance(bad, int) or isinstance(bad, bool) else ValueError,
