@@ -288,7 +288,8 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
         return len(bodies[0]), dec
     # the codec's own layout and transform policy, for a 1-D chunk (record length unknown)
-    coding = choose_coding(raw, data.dtype, 0, mixcoding.MAX_RECORD_LENGTH, zigzag=mixer_version >= 2)
+    coding = choose_coding(raw, data.dtype, 0, mixcoding.MAX_RECORD_LENGTH,
+                           mixcoding.MIXER_TRANSFORMS[mixer_version])
     dtype, transform, record = coding.dtype, coding.transform, coding.record
     layout = plane_layout(data.nbytes, dtype)
     params = mixcoding.StreamParams(max(1, mixcoding.DEFAULT_STREAM_LENGTH // segment), record, int(transform))

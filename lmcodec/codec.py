@@ -38,6 +38,7 @@ from .mixcoding import (
     FORMAT_OF_MIXER,
     MAX_RECORD_LENGTH,
     MAX_STREAM_LENGTH,
+    MIXER_TRANSFORMS,
     MIXER_VERSION,
     StreamParams,
 )
@@ -322,7 +323,7 @@ class LMCodec(Codec):
                 params, chunks = [], []
                 for i in to_code:
                     data, dt, record = prepared[i]
-                    coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH, zigzag=self.mixer_version >= 2)
+                    coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH, MIXER_TRANSFORMS[self.mixer_version])
                     codings[i] = coding
                     params.append(StreamParams(per_stream, coding.record, int(coding.transform)))
                     transformed = apply_transform(data, coding.dtype, coding.transform, coding.record)

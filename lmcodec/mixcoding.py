@@ -102,7 +102,7 @@ once: the one the mixer codes and the next one the model computes."""
 _STATE_BYTES = 4
 _WORD_BYTES = 2
 _ALL_TRANSFORMS = frozenset(int(t) for t in Transform)
-_TRANSFORMS = {1: frozenset(range(3)), 2: _ALL_TRANSFORMS, 3: _ALL_TRANSFORMS}
+MIXER_TRANSFORMS = {1: frozenset(range(3)), 2: _ALL_TRANSFORMS, 3: _ALL_TRANSFORMS}
 """Transform ids each mixer version's bodies may carry (zigzag ones came with version 2)."""
 
 
@@ -352,7 +352,7 @@ def _new_mixer(records: list[int], lengths: np.ndarray, config: MixerConfig, gro
 def _check_params(prm: StreamParams, segment_length: int, error: type[Exception],
                   mixer_version: int = MIXER_VERSION) -> None:
     m, r = prm.segments_per_stream, prm.record_length
-    if prm.transform not in _TRANSFORMS[mixer_version]:
+    if prm.transform not in MIXER_TRANSFORMS[mixer_version]:
         raise error(f"unknown transform {prm.transform} for mixer version {mixer_version}")
     if Transform(prm.transform).base == Transform.UP and r < 1:
         raise error(f"transform {Transform(prm.transform).name.lower()!r} without a record length")

@@ -167,14 +167,16 @@ def _proxy_sizes(blobs: list[np.ndarray]) -> list[int]:
         return list(pool.map(size, blobs))
 
 
-def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = False, zigzag: bool = True):
+def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = False,
+                     allowed: frozenset[int] | None = None):
     """``(transform, proxy size, plain proxy size)``: the candidate whose shuffled residuals LZMA2
     compresses smallest (ties: the lower id) and, when ``with_plain``, the proxy size of ``data``
-    itself (else None); all proxies are computed together. ``zigzag=False`` leaves out the
-    zigzag transforms (mixer version 1 has none)."""
+    itself (else None); all proxies are computed together. ``allowed`` (transform ids, None: all)
+    keeps to the transforms a body may carry (``mixcoding.MIXER_TRANSFORMS``)."""
     n = _elements(data, dtype)[0].shape[0]
     dt = shuffle_dtype(dtype)
-    transforms = candidates(n, record, zigzag and dt is not None and dt.kind in "iu" and dt.itemsize > 1)
+    transforms = [t for t in candidates(n, record, dt is not None and dt.kind in "iu" and dt.itemsize > 1)
+                  if allowed is None or t in allowed]
     blobs = [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]
     sizes = _proxy_sizes(blobs + ([data] if with_plain else []))
     i = int(np.argmin(sizes[: len(transforms)]))
@@ -195,17 +197,19 @@ def _plain_record(record: int, itemsize: int, max_record: int) -> int:
     return plain if plain <= max_record else 0
 
 
-def choose_coding(data: np.ndarray, dtype, record: int, max_record: int, zigzag: bool = True) -> Coding:
+def choose_coding(data: np.ndarray, dtype, record: int, max_record: int,
+                  allowed: frozenset[int] | None = None) -> Coding:
     """Encoder policy for a whole ``lm_mix`` chunk: the best shuffled candidate of
     :func:`choose_transform`, or the plain bytes when ``dtype`` has multi-byte elements and
     LZMA2 codes the plain bytes smaller. ``record`` counts elements per row; the plain layout's
     record is that times the itemsize, or 0 (unknown) when that exceeds ``max_record``.
-    ``zigzag=False``: no zigzag transforms (for mixer version 1 bodies)."""
+    ``allowed``: the transform ids to choose from (None: all), e.g. the ones the body's mixer
+    version may carry (``mixcoding.MIXER_TRANSFORMS``)."""
     dt = shuffle_dtype(dtype)
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Coding(dt, Transform.NONE, record)
     try_plain = dt is not None and dt.itemsize > 1
-    transform, size, plain_size = _choose_shuffled(data, dt, record, with_plain=try_plain, zigzag=zigzag)
+    transform, size, plain_size = _choose_shuffled(data, dt, record, with_plain=try_plain, allowed=allowed)
     if try_plain and plain_size < _PLAIN_MARGIN * size:
         return Coding(None, Transform.NONE, _plain_record(record, dt.itemsize, max_record))
     return Coding(dt, transform, record)
