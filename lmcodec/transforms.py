@@ -26,7 +26,8 @@ make them 0x00 or 0xFF with the sign (about one bit per byte on noisy signals).
 Which layout the encoder takes is a policy, not part of the format: :func:`choose_coding` tries
 the transforms on the byte-shuffled elements and, for multi-byte elements, the plain bytes in
 memory order (no shuffle, no transform: the chunk header then records no dtype), and keeps the
-candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest. Among transforms 0-2 this proxy picked
+candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest (on a sample of a chunk over 256 KiB:
+:func:`proxy_sample`). Among transforms 0-2 this proxy picked
 within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py, mixer version 1); plain bytes win on
 float data whose byte planes are nearly random one by one but not together (measured in
 docs/benchmarks.md).
@@ -76,6 +77,11 @@ samples) 2.388 vs 2.389."""
 _PARALLEL_PROXY_BYTES = 64 << 10
 """Proxy sizes are computed on several threads only when the candidates hold at least this many
 bytes in all."""
+_SAMPLE_WINDOWS = 4
+_SAMPLE_WINDOW_BYTES = 64 << 10
+"""Chunks larger than ``_SAMPLE_WINDOWS * _SAMPLE_WINDOW_BYTES`` (256 KiB) are judged on that many
+evenly spaced windows of this size (the proxy's dictionary size): LZMA2 costs ~0.15 CPU-seconds
+per MiB and candidate, a third of the fast preset's encode budget margin on a 1 MiB chunk."""
 
 
 class Coding(NamedTuple):
@@ -167,14 +173,31 @@ def _proxy_sizes(blobs: list[np.ndarray]) -> list[int]:
         return list(pool.map(size, blobs))
 
 
+def proxy_sample(data: np.ndarray, itemsize: int) -> np.ndarray:
+    """The bytes the proxy judges ``data`` (uint8) by: all of it up to ``_SAMPLE_WINDOWS *
+    _SAMPLE_WINDOW_BYTES`` bytes, else that many windows of ``_SAMPLE_WINDOW_BYTES`` (a multiple
+    of ``itemsize``) spread evenly from the first to the last byte, each starting on an element
+    boundary, concatenated. A transform of the sample equals the transform of each window within
+    it except at the first element (delta) or row (up) of each window."""
+    n = data.shape[0]
+    if n <= _SAMPLE_WINDOWS * _SAMPLE_WINDOW_BYTES:
+        return data
+    width = _SAMPLE_WINDOW_BYTES // itemsize * itemsize
+    last = (n - width) // itemsize
+    starts = [k * last // (_SAMPLE_WINDOWS - 1) * itemsize for k in range(_SAMPLE_WINDOWS)]
+    return np.concatenate([data[a : a + width] for a in starts])
+
+
 def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = False,
                      allowed: frozenset[int] | None = None):
     """``(transform, proxy size, plain proxy size)``: the candidate whose shuffled residuals LZMA2
     compresses smallest (ties: the lower id) and, when ``with_plain``, the proxy size of ``data``
     itself (else None); all proxies are computed together. ``allowed`` (transform ids, None: all)
-    keeps to the transforms a body may carry (``mixcoding.MIXER_TRANSFORMS``)."""
-    n = _elements(data, dtype)[0].shape[0]
+    keeps to the transforms a body may carry (``mixcoding.MIXER_TRANSFORMS``). Chunks over 256 KiB
+    are judged on a sample (:func:`proxy_sample`)."""
     dt = shuffle_dtype(dtype)
+    data = proxy_sample(data, 1 if dt is None else dt.itemsize)
+    n = _elements(data, dtype)[0].shape[0]
     transforms = [t for t in candidates(n, record, dt is not None and dt.kind in "iu" and dt.itemsize > 1)
                   if allowed is None or t in allowed]
     blobs = [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]

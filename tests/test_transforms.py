@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from lmcodec import LMCodec
 from lmcodec.format import HEADER_SIZE, Mode, parse_header
-from lmcodec.transforms import Coding, Transform, apply_transform, choose_coding, choose_transform, invert_transform
+from lmcodec.transforms import (
+    Coding,
+    Transform,
+    apply_transform,
+    choose_coding,
+    choose_transform,
+    invert_transform,
+    proxy_sample,
+)
 
 DTYPES = [None, "u1", "<i2", ">u2", "<i4", ">f4", "<f8", ">i8", "<f2"]
 
@@ -59,6 +67,34 @@ def test_choice_prefers_the_transform_that_fits():
     text = np.frombuffer(b"the quick brown fox jumps over the lazy dog. " * 100, np.uint8)
     assert choose_transform(text, None, 0) == Transform.NONE
     assert choose_transform(ramp.view(np.uint8)[:200], ramp.dtype, 0) == Transform.NONE  # small
+
+
+@pytest.mark.parametrize("itemsize", [1, 2, 8])
+def test_proxy_sample_keeps_small_chunks_and_samples_large_ones(itemsize):
+    small = np.zeros(256 << 10, dtype=np.uint8)
+    assert proxy_sample(small, itemsize) is small
+    n = (1 << 20) + 5 * itemsize + 3  # a tail byte count that is no multiple of the itemsize
+    data = np.random.default_rng(itemsize).integers(0, 256, n, dtype=np.uint8)
+    sample = proxy_sample(data, itemsize)
+    width = (64 << 10) // itemsize * itemsize
+    windows = sample.reshape(4, width)
+    starts = [data.tobytes().find(w.tobytes()) for w in windows]
+    assert starts[0] == 0 and n - itemsize < starts[3] + width <= n  # spread from start to end
+    assert all(a % itemsize == 0 for a in starts)  # runs of whole elements
+    assert all(b - a > width for a, b in zip(starts, starts[1:]))  # evenly, without overlap
+
+
+def test_the_proxy_compresses_at_most_a_sample_of_a_large_chunk(monkeypatch):
+    from lmcodec import transforms
+
+    judged: list[int] = []
+    real = transforms._proxy_sizes
+    monkeypatch.setattr(transforms, "_proxy_sizes", lambda blobs: judged.extend(b.nbytes for b in blobs) or real(blobs))
+    rng = np.random.default_rng(3)
+    ramp = (np.cumsum(rng.integers(-3, 4, 400_000)) + 30_000).astype("<i2")
+    coding = choose_coding(ramp.view(np.uint8), ramp.dtype, 0, 4096)
+    assert coding == Coding(np.dtype("<i2"), Transform.DELTA_ZZ, 0)
+    assert judged and max(judged) == 256 << 10  # every candidate and the plain bytes: 4 windows of 64 KiB
 
 
 def test_codec_stores_and_inverts_the_transform():
