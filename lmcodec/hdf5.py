@@ -17,20 +17,24 @@ with 2.0.0), so h5py's message only says "filter returned failure". ``set_local`
 checks that the encoding model is installed, so that failure surfaces at ``create_dataset``.
 
 Each stored chunk is exactly an lmcodec chunk (docs/format.md); its header names the model, so
-decoding needs nothing from the filter parameters. The parameters (``cd_values``, 8 unsigned
+decoding needs nothing from the filter parameters. The parameters (``cd_values``, 9 unsigned
 32-bit ints, layout version :data:`CD_VERSION`) are::
 
-    0     layout version (1)
+    0     layout version (2)
     1, 2  id of the model that encodes: bytes 0..3 and 4..7 as little-endian u32
           (all zero when the dataset is created: the default model, resolved then)
     3     segment length in bytes (0: the model's context length)
     4     zstd level of the fallback body (signed, two's complement)
-    5     element size in bytes                         } filled in by set_local
-    6     dtype code of the chunk header table          } from the dataset's
-    7     dtype flags (bit 0: big-endian elements)      } file datatype
+    5     mixer version the encoder writes (0 when the dataset is created: the newest, resolved then)
+    6     element size in bytes                         } filled in by set_local
+    7     dtype code of the chunk header table          } from the dataset's
+    8     dtype flags (bit 0: big-endian elements)      } file datatype
 
-``compression_opts`` may give values 0..4 (missing ones take their defaults); 5..7 are always
-recomputed, so a copied complete list is accepted too. Integer and floating-point datatypes of
+``compression_opts`` may give values 0..5 (missing ones take their defaults); 6..8 are always
+recomputed, so a copied complete list is accepted too. Layout version 1 (lmcodec before the
+mixer version was a parameter) is values 0..4 and then 6..8 of this list: such datasets are
+still read and written, with the newest mixer version, and version-1 ``compression_opts``
+(values 0..4) are still accepted. Integer and floating-point datatypes of
 the header's dtype table are byte-shuffled as such; every other datatype is coded as plain
 bytes.
 
@@ -47,14 +51,16 @@ import logging
 import os
 import struct
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import h5py
 import numpy as np
 from h5py import h5t, h5z
 
-from .codec import LMCodec
+from .codec import FAST_PRESET, LMCodec
 from .format import DTYPE_CODES, code_to_dtype, dtype_to_code
+from .mixcoding import MIXER_VERSION
 
 __all__ = ["FILTER_ID", "FILTER_NAME", "CD_VERSION", "LMFilter", "filter_args"]
 
@@ -63,14 +69,18 @@ FILTER_ID = 333
 registered with The HDF Group: another unregistered filter may use the same id."""
 
 FILTER_NAME = "lmcodec"
-CD_VERSION = 1
-"""Version of the cd_values layout in the module docstring."""
+CD_VERSION = 2
+"""Version of the cd_values layout in the module docstring (1 is still read and written)."""
 
-_N_CD = 8
+_N_CD = {1: 8, 2: 9}
+"""Number of cd_values per layout version."""
+_N_USER = {1: 5, 2: 6}
+"""Number of leading cd_values users may give, per layout version (the rest is recomputed)."""
 _log = logging.getLogger(__name__)
 _DEFAULT_FALLBACK_LEVEL = 3
-_USER_DEFAULTS = (CD_VERSION, 0, 0, 0, _DEFAULT_FALLBACK_LEVEL)
-"""Defaults of cd_values 0..4, the ones users may give (model id 0: the default model)."""
+_USER_DEFAULTS = (CD_VERSION, 0, 0, 0, _DEFAULT_FALLBACK_LEVEL, 0)
+"""Defaults of cd_values 0..5, the ones users may give (model id 0: the default model; mixer
+version 0: the newest)."""
 
 
 # -- libhdf5 ----------------------------------------------------------------------------------
@@ -153,35 +163,40 @@ def _model_name(model_id: bytes) -> str:
 
 
 def _user_values(
-    model: str | None, segment_length: int | None, fallback_level: int
+    model: str | None, segment_length: int | None, fallback_level: int, mixer_version: int | None
 ) -> tuple[int, ...]:
-    """cd_values 0..4 for these LMFilter parameters (validated by constructing an LMCodec)."""
-    codec = LMCodec(model, None, segment_length, "auto", fallback_level)
+    """cd_values 0..5 for these LMFilter parameters (validated by constructing an LMCodec)."""
+    codec = LMCodec(model, None, segment_length, "auto", fallback_level, mixer_version=mixer_version)
     lo, hi = struct.unpack("<II", _model_id(codec.model))
-    return (CD_VERSION, lo, hi, codec.segment_length or 0, codec.fallback_level & 0xFFFFFFFF)
+    return (CD_VERSION, lo, hi, codec.segment_length or 0, codec.fallback_level & 0xFFFFFFFF,
+            codec.mixer_version)
 
 
 def _check_version(values: Sequence[int]) -> None:
-    if values and values[0] != CD_VERSION:
+    if values and values[0] not in _N_CD:
         raise ValueError(
             f"lmcodec filter parameters have layout version {values[0]}; "
-            f"this lmcodec understands version {CD_VERSION}"
+            f"this lmcodec understands versions {sorted(_N_CD)}"
         )
 
 
 @functools.lru_cache(maxsize=64)
 def _encoder(values: tuple[int, ...]) -> LMCodec:
-    """The codec that encodes for the complete cd_values ``values``."""
+    """The codec that encodes for the complete cd_values ``values`` (layout version 1 or 2)."""
     _check_version(values)
-    if len(values) != _N_CD:
-        raise ValueError(f"lmcodec filter expects {_N_CD} parameters, got {len(values)}")
-    _, lo, hi, segment_length, level, _, code, flags = values
+    if not values or len(values) != _N_CD[values[0]]:
+        raise ValueError(f"lmcodec filter expects {_N_CD.get(values[0] if values else CD_VERSION)} "
+                         f"parameters, got {len(values)}")
+    _, lo, hi, segment_length, level = values[:5]
+    mixer_version = values[5] if values[0] >= 2 else 0
+    code, flags = values[-2:]
     dtype = code_to_dtype(code, flags)
     return LMCodec(
         model=_model_name(struct.pack("<II", lo, hi)),
         dtype=None if dtype is None else dtype.str,
         segment_length=segment_length or None,
         fallback_level=level - (1 << 32) if level & 0x80000000 else level,
+        mixer_version=mixer_version or None,
     )
 
 
@@ -213,8 +228,9 @@ def _set_local(dcpl_id: int, type_id: int, space_id: int) -> int:
     """Complete the dataset's cd_values from its datatype and make the filter mandatory."""
     try:
         flags = ctypes.c_uint()
-        count = ctypes.c_size_t(_N_CD)
-        values = (ctypes.c_uint * _N_CD)()
+        most = max(_N_CD.values())
+        count = ctypes.c_size_t(most)
+        values = (ctypes.c_uint * most)()
         if (
             _lib.H5Pget_filter_by_id2(
                 dcpl_id, FILTER_ID, ctypes.byref(flags), ctypes.byref(count), values, 0, None, None
@@ -222,19 +238,25 @@ def _set_local(dcpl_id: int, type_id: int, space_id: int) -> int:
             < 0
         ):
             raise RuntimeError("cannot read the lmcodec filter parameters")
-        if count.value > _N_CD:
-            raise ValueError(f"lmcodec filter takes at most {_N_CD} parameters, got {count.value}")
-        given = tuple(values[: min(count.value, len(_USER_DEFAULTS))])  # the rest is recomputed
+        given = tuple(values[: min(count.value, most)])
         _check_version(given)
-        user = given + _USER_DEFAULTS[len(given) :]
+        layout = given[0] if given else CD_VERSION
+        if count.value > _N_CD[layout]:
+            raise ValueError(f"lmcodec filter layout version {layout} takes at most {_N_CD[layout]} "
+                             f"parameters, got {count.value}")
+        given = given[: _N_USER[layout]]  # the rest is recomputed
+        user = (*_USER_DEFAULTS[:1], *given[1:], *_USER_DEFAULTS[max(1, len(given)) :])  # as layout 2
         if user[1] == user[2] == 0:  # the default model: resolve it now and store its id
             user = (user[0], *struct.unpack("<II", _model_id(None)), *user[3:])
+        if user[5] == 0:  # the newest mixer version: resolve it now
+            user = (*user[:5], MIXER_VERSION)
         code, dtype_flags = dtype_to_code(_element_dtype(type_id))
         complete = (*user, _lib.H5Tget_size(type_id), code, dtype_flags)
         _encoder(complete)  # validate (model installed, parameters in range) before any write
+        n = _N_CD[CD_VERSION]
         if (
             _lib.H5Pmodify_filter(
-                dcpl_id, FILTER_ID, h5z.FLAG_MANDATORY, _N_CD, (ctypes.c_uint * _N_CD)(*complete)
+                dcpl_id, FILTER_ID, h5z.FLAG_MANDATORY, n, (ctypes.c_uint * n)(*complete)
             )
             < 0
         ):
@@ -328,8 +350,9 @@ class LMFilter(h5py.filters.FilterRefBase):
 
     Parameters are those of :class:`lmcodec.LMCodec` that matter to HDF5: ``model`` (name of an
     installed model; ``None``: the default model), ``segment_length`` (bytes, ``None``: the
-    model's context length) and ``fallback_level`` (zstd level). The element dtype comes from
-    the dataset. Instances also work as ``**kwargs`` (``compression``, ``compression_opts``).
+    model's context length), ``fallback_level`` (zstd level) and ``mixer_version`` (``None``:
+    the newest). The element dtype comes from the dataset. Instances also work as ``**kwargs``
+    (``compression``, ``compression_opts``).
     """
 
     filter_id = FILTER_ID
@@ -339,14 +362,21 @@ class LMFilter(h5py.filters.FilterRefBase):
         model: str | None = None,
         segment_length: int | None = None,
         fallback_level: int = _DEFAULT_FALLBACK_LEVEL,
+        mixer_version: int | None = None,
     ):
-        self.filter_options = _user_values(model, segment_length, fallback_level)
+        self.filter_options = _user_values(model, segment_length, fallback_level, mixer_version)
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> LMFilter:
+        """The fast preset of :meth:`lmcodec.LMCodec.fast` (:data:`lmcodec.codec.FAST_PRESET`)."""
+        return cls(**{**FAST_PRESET, **overrides})
 
 
 def filter_args(
     model: str | None = None,
     segment_length: int | None = None,
     fallback_level: int = _DEFAULT_FALLBACK_LEVEL,
+    mixer_version: int | None = None,
 ) -> dict:
     """``create_dataset`` keyword arguments (``compression``, ``compression_opts``) for lmcodec."""
-    return dict(LMFilter(model, segment_length, fallback_level))
+    return dict(LMFilter(model, segment_length, fallback_level, mixer_version))
