@@ -523,7 +523,7 @@ class AdaptiveMixer:
             mhit=have("mhit", np.int32, (B, 0)), mtot=have("mtot", np.int32, (B, 0)),
             L=np.zeros((B, 7, N_SYMBOLS), dtype=np.int32), q=np.zeros((B, N_SYMBOLS), dtype=np.int64),
             x=np.zeros((B, N_SYMBOLS), dtype=np.int64), G=np.zeros((B, N_SYMBOLS), dtype=np.int32),
-            S=np.zeros((B, 12), dtype=np.int64),
+            S=np.zeros((B, 12), dtype=np.int64), table=np.zeros((B, N_SYMBOLS), dtype=np.int32),
             cfg=consts, widx=widx, set_of_len=self._set_of_len.astype(np.int64),
             LG=_LG, KT8=_KT8, EXP=_EXP,
         )

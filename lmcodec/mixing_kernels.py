@@ -23,9 +23,17 @@ Entry points: :func:`step_lanes` / :func:`update_lanes` (one byte of many lanes,
 ``AdaptiveMixer.step`` / ``update``), :func:`code_lanes` (the encoder: many bytes of each lane,
 giving each coded byte's interval) and :func:`decode_lanes` (the decoder: table, rANS decode and
 update of one byte of many lanes in one call). The helpers they call per byte are inlined
-(``inline="always"``, at numba's IR level): a call that passes the ``MixerArrays`` tuple (37
+(``inline="always"``, at numba's IR level): a call that passes the ``MixerArrays`` tuple (38
 arrays) costs more than many of the helpers' bodies (mixer version 1, one core: 4.1 -> 3.5 s
 per MiB; compiling takes a few seconds longer, once per installation: numba caches it).
+
+The kernels are compiled without numba's reference-counting runtime (``_nrt=False``, the
+:data:`_KERNEL` options): they allocate nothing (the coded table goes to the scratch ``table``)
+and every array they touch belongs to the caller for the whole call. With the runtime, each of
+the dozens of array views taken per byte (``m.L[j]``, a count row, ...) was an atomic increment
+and decrement: 35 % of the samples of a mixer-only run under ``perf`` were those two
+instructions, and leaving them out took mixer version 1 from 3.24-3.29 to 1.91-2.05 s per MiB
+(version 3: 4.42 to 2.95 s; one core, same output).
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from numba import njit
 
 from .frequency_model import N_SYMBOLS, PRECISION_BITS, TOTAL
 from .rans import STATE_LOWER, WORD_BITS
+
+_KERNEL = {"cache": True, "nogil": True, "_nrt": False}
+"""numba options of every kernel and helper here (module docstring: no reference counting)."""
 
 __all__ = ["MixerArrays", "step_lanes", "update_lanes", "code_lanes", "decode_lanes"]
 
@@ -69,7 +80,8 @@ class MixerArrays(NamedTuple):
     Scratch (written by a step, read by the next update of the same lane): ``L [B, 7, 256]`` (the
     dense inputs lm, o0, o1, o2, rec, o4, o6), ``q [B, 256]``, ``x [B, 256]``, ``G [B, 256]``,
     ``S [B, 12]`` (scalars: Q, weight set, previous byte, o2 row, byte above, has record,
-    predicted byte, match score, match bucket, has match, o4 row, o6 row).
+    predicted byte, match score, match bucket, has match, o4 row, o6 row), ``table [B, 256]``
+    (int32: the coded table of the lane's byte in :func:`code_lanes` and :func:`decode_lanes`).
 
     Constants: ``cfg`` (int64, built by :meth:`lmcodec.mixing.AdaptiveMixer._kernel_arrays`),
     ``widx [8]`` (weight slot per entry of ``COMPONENTS``, -1 if absent), ``set_of_len``, and the
@@ -113,6 +125,7 @@ class MixerArrays(NamedTuple):
     LG: np.ndarray
     KT8: np.ndarray
     EXP: np.ndarray
+    table: np.ndarray
 
 
 # cfg fields (int64 vector built by AdaptiveMixer._kernel_arrays; table sizes are per group, gbits)
@@ -127,7 +140,7 @@ _DENSE_SLOTS = np.array([_LM, _C0, _C1, _C2, _REC, _C4, _C6], dtype=np.int64)
 """The widx slot of each row of the dense inputs ``L`` (every component but the match)."""
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KERNEL)
 def _to_table(x, total, out):
     """``out = to_table(x)`` for one row (see :func:`lmcodec.mixing.to_table`), for ``0 <= x <
     2**52`` and ``0 < total < 2**47`` (here ``x < 2**34``, ``total < 2**38``).
@@ -156,7 +169,7 @@ def _to_table(x, total, out):
     out[best] += _TOTAL - s
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _hashed_input(present, h8, order, bits, table, g, S, field, out, KT8):
     """Scores of the hashed context of the last ``order`` bytes into ``out``; its row goes to
     ``S[field]``. An absent component scores 0 (its row of ``L`` stays as allocated)."""
@@ -169,7 +182,7 @@ def _hashed_input(present, h8, order, bits, table, g, S, field, out, KT8):
         out[s] = KT8[counts[s]]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _step_lane(j, lm, use_lm, out, m):
     """The coded table of lane ``j``'s next byte into ``out`` (int32 [256]); fills the scratch."""
     cfg, widx, LG, KT8, EXP = m.cfg, m.widx, m.LG, m.KT8, m.EXP
@@ -278,7 +291,7 @@ def _step_lane(j, lm, use_lm, out, m):
     _to_table(x, (w_g + w_u) * _TOTAL, out)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _verify(j, table, key, pos, m, hmask, ring):
     """(verified match length 0..16, candidate position, candidate lane) from ``table[grp[j],
     key]``: the number of bytes before the candidate (in its lane's history) that equal the
@@ -301,7 +314,7 @@ def _verify(j, table, key, pos, m, hmask, ring):
     return n, cand, lane
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _hash(h8, k, bits):
     """Row of the last ``k`` bytes of the history ``h8`` in a table of ``2**bits`` rows (0 when
     ``bits`` is 0): the top ``bits`` bits of their 64-bit product with ``_HASH_MUL``."""
@@ -309,7 +322,7 @@ def _hash(h8, k, bits):
     return np.int64((ctx * _HASH_MUL) >> np.uint64(64 - bits)) if bits > 0 else np.int64(0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _update_lane(j, s, m):
     """Feed byte ``s`` to lane ``j`` (after :func:`_step_lane` of the same lane)."""
     cfg, widx, LG = m.cfg, m.widx, m.LG
@@ -374,7 +387,7 @@ def _update_lane(j, s, m):
     m.t[j] = t + 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _count(row, s, limit):
     """Count byte ``s`` in ``row`` (256 counts), halving the row first when ``row[s]`` reached
     ``limit``."""
@@ -384,7 +397,7 @@ def _count(row, s, limit):
     row[s] += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _update_rec(j, s, t, m, ring):
     cfg = m.cfg
     S = m.S[j]
@@ -410,7 +423,7 @@ def _update_rec(j, s, t, m, ring):
             m.rlen[j] = rcand[j]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(inline="always", **_KERNEL)
 def _update_match(j, s, h8, t, m, hmask, ring):
     cfg = m.cfg
     S = m.S[j]
@@ -458,7 +471,7 @@ def _update_match(j, s, h8, t, m, hmask, ring):
         mtab[g, key] = entry
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KERNEL)
 def step_lanes(lanes, lm, use_lm, out, m):
     """Coded tables of the next byte of lanes ``lanes`` into ``out[lanes]`` (int32 [B, 256]);
     ``lm`` is integer [B, 256] (ignored when ``use_lm`` is false)."""
@@ -467,7 +480,7 @@ def step_lanes(lanes, lm, use_lm, out, m):
         _step_lane(j, lm[j], use_lm, out[j], m)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KERNEL)
 def update_lanes(lanes, symbols, m):
     """Feed ``symbols[j]`` (bytes, int [B]) to each lane ``j`` in ``lanes``."""
     for i in range(len(lanes)):
@@ -475,7 +488,7 @@ def update_lanes(lanes, symbols, m):
         _update_lane(j, np.int64(symbols[j]), m)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KERNEL)
 def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
     """The encoder's fused loop: lane ``lanes[i]`` codes ``symbols[r, :counts[r]]`` (``r =
     rows[i]``) with LM tables ``lm[r, p]``; the coded byte's interval goes to ``cums[r, p]``,
@@ -484,7 +497,6 @@ def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
     interleaving, and one group's tables stay in the cache while it runs; a group of one lane
     codes all its bytes in a row); within a group, round ``p`` codes byte ``p`` of every lane
     with ``counts[r] > p``, lane after lane."""
-    table = np.empty(256, dtype=np.int32)
     start = 0
     while start < len(rows):
         g = m.grp[lanes[start]]
@@ -498,6 +510,7 @@ def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
             for i in range(start, stop):
                 r = rows[i]
                 if p < counts[r]:
+                    table = m.table[lanes[i]]
                     _step_lane(lanes[i], lm[r, p], use_lm, table, m)
                     s = np.int64(symbols[r, p])
                     c = 0
@@ -509,7 +522,7 @@ def code_lanes(rows, lanes, lm, use_lm, symbols, counts, cums, freqs, m):
         start = stop
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KERNEL)
 def decode_lanes(lanes, lm, states, words, pos, end, known, symbols, m):
     """The decoder's fused step: for each lane ``j`` in ``lanes``, in order, its coded table (LM
     row ``lm[j]``), the rANS decode of its next byte into ``symbols[j]`` (unless ``known[j]``:
@@ -523,9 +536,9 @@ def decode_lanes(lanes, lm, states, words, pos, end, known, symbols, m):
     ``x = f * (x >> 16) + slot - c`` and one word is read when ``x < 2**16``. Returns 0, or -1
     when a lane needs a word beyond its own (a corrupt chunk).
     """
-    table = np.empty(256, dtype=np.int32)
     for i in range(len(lanes)):
         j = lanes[i]
+        table = m.table[j]
         _step_lane(j, lm[j], True, table, m)
         if known[j]:
             _update_lane(j, np.int64(symbols[j]), m)
