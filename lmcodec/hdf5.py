@@ -184,11 +184,12 @@ def _check_version(values: Sequence[int]) -> None:
 def _encoder(values: tuple[int, ...]) -> LMCodec:
     """The codec that encodes for the complete cd_values ``values`` (layout version 1 or 2)."""
     _check_version(values)
-    if not values or len(values) != _N_CD[values[0]]:
-        raise ValueError(f"lmcodec filter expects {_N_CD.get(values[0] if values else CD_VERSION)} "
-                         f"parameters, got {len(values)}")
+    layout = values[0] if values else CD_VERSION
+    if len(values) != _N_CD[layout]:
+        raise ValueError(f"lmcodec filter layout version {layout} has {_N_CD[layout]} parameters, "
+                         f"got {len(values)}")
     _, lo, hi, segment_length, level = values[:5]
-    mixer_version = values[5] if values[0] >= 2 else 0
+    mixer_version = values[5] if layout >= 2 else 0
     code, flags = values[-2:]
     dtype = code_to_dtype(code, flags)
     return LMCodec(
