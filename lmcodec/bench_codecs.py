@@ -40,7 +40,6 @@ import io
 import lzma
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +51,6 @@ __all__ = [
     "Baseline",
     "LMBenchCodec",
     "baseline_codecs",
-    "model_weights_bytes",
     "record_length",
     "lm_mix_planes",
 ]
@@ -174,7 +172,7 @@ class LMBenchCodec(BenchCodec):
                 default = model == models.default_model_name()
             except ModelNotFoundError:
                 default = False
-        return cls(model, model_weights_bytes(model), info.get("n_parameters"), info["model_id"],
+        return cls(model, models.model_weights_bytes(model), info.get("n_parameters"), info["model_id"],
                    mix=mix, default=default, mixer_version=mixer_version)
 
     def applies(self, kind: str, dtype: np.dtype, chunk_shape: tuple[int, ...]) -> bool:
@@ -280,17 +278,6 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
         "transforms": transforms,
         "max_chunk_plane_bits_per_byte": worst,
     }
-
-
-def model_weights_bytes(model: str) -> int:
-    """Size in bytes of the installed model's integer weights file (``weights.npz``)."""
-    from . import models
-
-    for directory in models.model_dirs():
-        entry = models.read_manifest(directory)["models"].get(model)
-        if entry is not None:
-            return (Path(directory) / entry["files"]["weights"]["path"]).stat().st_size
-    raise ModelNotFoundError(f"model {model!r} is not installed; installed: {sorted(models.installed_models())}")
 
 
 # -- baselines --------------------------------------------------------------------------------

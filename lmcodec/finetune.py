@@ -253,7 +253,7 @@ def plot_adjusted_rate(report: dict, path: Path) -> None:
 def write_report(data_dir: Path, out_dir: Path, name: str, base: str) -> dict:
     """Measure base and fine-tuned model on the held-out rows; write ``OUT/NAME.report.json``
     and ``OUT/NAME.adjusted-rate.png``; return the report."""
-    from lmcodec.bench_codecs import model_weights_bytes
+    from lmcodec.models import model_weights_bytes
 
     source = json.loads((data_dir / "source.json").read_text())
     chunks = holdout_chunks(np.load(data_dir / "holdout.npy"))

@@ -89,6 +89,13 @@ def model_info(name_or_id: str | bytes | None = None) -> dict:
     return {"name": name, **entry}
 
 
+def model_weights_bytes(name_or_id: str | bytes | None = None) -> int:
+    """Size in bytes of an installed model's integer weights file (``weights.npz``): what a user
+    stores beside the data to decode it, counted in the paper's adjusted rate."""
+    directory, _, entry = _find(name_or_id)
+    return (directory / entry["files"]["weights"]["path"]).stat().st_size
+
+
 def _find(name_or_id: str | bytes | None) -> tuple[Path, str, dict]:
     if name_or_id is None:
         name_or_id = default_model_name()
