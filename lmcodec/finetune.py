@@ -23,7 +23,6 @@ import dataclasses
 import json
 import lzma
 import os
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -157,27 +156,19 @@ def holdout_chunks(holdout: np.ndarray) -> list[np.ndarray]:
 
 
 def measure_codec(model: str, chunks: list[np.ndarray], mix: bool = True) -> dict:
-    """Encode ``chunks`` with ``LMCodec(model=model, mix=mix)``, decode and verify; bits/byte,
-    chunks per stored mode (a chunk falls back to zstd or raw where the model does not pay) and
-    speed."""
-    from lmcodec.codec import LMCodec
-    from lmcodec.format import parse_header
+    """Encode ``chunks`` with ``LMCodec(model=model, mix=mix)``, decode and verify (the benchmark
+    harness, :func:`lmcodec.bench.run_codec`); bits/byte, chunks per stored mode (a chunk falls
+    back to zstd or raw where the model does not pay) and speed."""
+    from lmcodec.bench import run_codec
+    from lmcodec.bench_codecs import LMBenchCodec
+    from lmcodec.bench_data import Dataset
 
-    codec = LMCodec(model=model, mix=mix)
-    started = time.perf_counter()
-    encoded = codec.encode_batch(chunks)
-    encode_s = time.perf_counter() - started
-    started = time.perf_counter()
-    decoded = codec.decode_batch(encoded)
-    decode_s = time.perf_counter() - started
-    for chunk, out in zip(chunks, decoded):
-        if bytes(out) != chunk.tobytes():
-            raise AssertionError(f"model {model}: a held-out chunk did not decode to its bytes")
-    raw = sum(c.nbytes for c in chunks)
-    modes = [parse_header(e).mode.name.lower() for e in encoded]
-    return {"model": model, "mix": mix, "bits_per_byte": 8 * sum(len(e) for e in encoded) / raw,
-            "modes": {m: modes.count(m) for m in sorted(set(modes))},
-            "encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2)}
+    result = run_codec(LMBenchCodec.installed(model, mix=mix, default=False),
+                       Dataset(f"held-out ({model})", "finetune", "finetune", tuple(chunks)))
+    modes = result.modes or {}
+    return {"model": model, "mix": mix, "bits_per_byte": 8 * result.rate,
+            "modes": {m: modes[m] for m in sorted(modes) if modes[m]},
+            "encode_s": round(result.encode.seconds, 2), "decode_s": round(result.decode.seconds, 2)}
 
 
 def classical_rates(chunks: list[np.ndarray]) -> dict[str, float]:
