@@ -80,8 +80,9 @@ bytes in all."""
 _SAMPLE_WINDOWS = 4
 _SAMPLE_WINDOW_BYTES = 64 << 10
 """Chunks larger than ``_SAMPLE_WINDOWS * _SAMPLE_WINDOW_BYTES`` (256 KiB) are judged on that many
-evenly spaced windows of this size (the proxy's dictionary size): LZMA2 costs ~0.15 CPU-seconds
-per MiB and candidate, a third of the fast preset's encode budget margin on a 1 MiB chunk."""
+evenly spaced windows of this size (the proxy's dictionary size): on the 24 corpus validation
+chunks over 256 KiB the choice took 3.0 instead of 9.6 CPU-seconds and picked the same layout for
+23 (6354130's message has the 24th)."""
 
 
 class Coding(NamedTuple):
