@@ -231,11 +231,12 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
     ``raw`` (a zstd frame of all planes together cannot be split by plane) and ``lm`` chunks are
     counted apart, whole, in ``other``. ``max_chunk_plane_bits_per_byte`` is the largest
     bits/byte of one plane of one ``lm_mix`` chunk; ``transforms`` counts the element transform
-    of the ``lm_mix`` chunks (``none`` / ``delta`` / ``up``). With ``itemsize`` > 1 (the data's
+    of the ``lm_mix`` chunks (``none`` / ``delta`` / ``up`` / ``delta_zz`` / ``up_zz``) and
+    ``decimal`` those coded with a decimal step (:mod:`lmcodec.decimals`). With ``itemsize`` > 1 (the data's
     element size), ``lm_mix`` chunks the encoder coded unshuffled (no dtype in the header: one
     plane of whole elements, not a byte plane) are counted apart, whole, in ``plain``.
     """
-    from .mixcoding import plane_costs
+    from .mixcoding import plane_costs, read_params
     from .preprocess import plane_layout
     from .transforms import Transform
 
@@ -244,6 +245,7 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
     other = {"chunks": 0, "raw_bytes": 0, "compressed_bytes": 0}
     plain = dict(other)
     transforms = {t.name.lower(): 0 for t in Transform}
+    decimal = 0
     worst = None
     for e in encoded:
         header = parse_header(e[:HEADER_SIZE], body_length=len(e) - HEADER_SIZE)
@@ -259,10 +261,12 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
             continue
         body = bytes(e[HEADER_SIZE:])
         layout = plane_layout(header.raw_length, header.dtype)
-        costs = plane_costs(body, layout, header.segment_length, header.version)
+        costs = plane_costs(body, layout, header.segment_length, header.version, header.dtype)
+        params = read_params(body, layout, header.segment_length, header.version, header.dtype)
         lm_chunks += 1
         overhead += len(e) - sum(costs)
-        transforms[Transform(body[1]).name.lower()] += 1
+        transforms[Transform(params.transform).name.lower()] += 1
+        decimal += params.decimal is not None
         for p, ((length, kind), cost) in enumerate(zip(layout, costs)):
             entry = planes.setdefault(p, {"plane": p, "kind": int(kind), "bytes": 0, "coded_bytes": 0})
             entry["bytes"] += int(length)
@@ -276,6 +280,7 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
         "other": other,
         "plain": plain,
         "transforms": transforms,
+        "decimal": decimal,
         "max_chunk_plane_bits_per_byte": worst,
     }
 

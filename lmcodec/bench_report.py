@@ -435,6 +435,7 @@ def plane_rows(doc: dict, codec: str | None = None) -> list[dict]:
             "planes": [8 * p["coded_bytes"] / p["bytes"] if p["bytes"] else None for p in pl["planes"]],
             "overhead_bpb": 8 * pl["overhead_bytes"] / lm_raw if lm_raw else None,
             "other": pl["other"], "plain": pl.get("plain", {"chunks": 0}), "transforms": pl["transforms"],
+            "decimal": pl.get("decimal", 0),
             "max_chunk_plane": pl["max_chunk_plane_bits_per_byte"],
         })
     return out
@@ -444,6 +445,9 @@ def _itemsize(dtype: str) -> int:
     import numpy as np
 
     return np.dtype(dtype).itemsize
+
+
+_TRANSFORM_NAMES = ("none", "delta", "up", "delta_zz", "up_zz")
 
 
 def _plane_section(doc: dict) -> list[str]:
@@ -459,7 +463,7 @@ def _plane_section(doc: dict) -> list[str]:
         other = "—" if not o["chunks"] else f"{o['chunks']}: {_bits(8 * o['compressed_bytes'] / o['raw_bytes'])}"
         u = r["plain"]
         plain = "—" if not u["chunks"] else f"{u['chunks']}: {_bits(8 * u['compressed_bytes'] / u['raw_bytes'])}"
-        tf = "/".join(str(r["transforms"].get(k, 0)) for k in ("none", "delta", "up"))
+        tf = "/".join(str(r["transforms"].get(k, 0)) for k in _TRANSFORM_NAMES) + f", {r['decimal']} decimal"
         table.append([r["group"], r["dataset"], r["dtype"], f"{r['lm_mix_chunks']} of {r['chunks']}",
                       *[_bits(x) for x in r["planes"]]
                       + ["" for _ in range(width - len(r["planes"]))],
@@ -478,7 +482,9 @@ def _plane_section(doc: dict) -> list[str]:
         "codes all planes together); they are reported apart, whole, as *chunks zstd/raw: count: "
         "bits/byte*. *chunks plain*: lm_mix chunks the encoder coded unshuffled, as plain bytes (their "
         "one plane holds whole elements, so it is not a byte plane), reported apart the same way. "
-        "*transforms*: shuffled lm_mix chunks coded with element transform none/delta/up.",
+        "*transforms*: shuffled lm_mix chunks coded with element transform "
+        f"{'/'.join(_TRANSFORM_NAMES)}, and how many of them with the decimal step (floats as "
+        "scaled integers, `lmcodec.decimals`).",
         "",
         *_table(["chunking", "dataset", "dtype", "lm_mix chunks (shuffled)", *[f"plane {p}" for p in range(width)],
                  "overhead", "chunks zstd/raw", "chunks plain", "transforms"], table),

@@ -33,7 +33,9 @@ from .format import (
     zstd_compress,
     zstd_decompress,
 )
+from .decimals import from_integers, to_integers
 from .mixcoding import (
+    DECIMAL_FORMAT,
     DEFAULT_STREAM_LENGTH,
     FORMAT_OF_MIXER,
     MAX_RECORD_LENGTH,
@@ -325,7 +327,9 @@ class LMCodec(Codec):
                     data, dt, record = prepared[i]
                     coding = choose_coding(data, dt, record, MAX_RECORD_LENGTH, MIXER_TRANSFORMS[self.mixer_version])
                     codings[i] = coding
-                    params.append(StreamParams(per_stream, coding.record, int(coding.transform)))
+                    params.append(StreamParams(per_stream, coding.record, int(coding.transform), coding.decimal))
+                    if coding.decimal is not None:
+                        data = to_integers(data, coding.decimal.dtype, coding.decimal.exponent)[0]
                     transformed = apply_transform(data, coding.dtype, coding.transform, coding.record)
                     chunks.append(split_planes(transformed, coding.dtype))
                 bodies = encode_chunks(model, chunks, segment_length, params, mixer_version=self.mixer_version)
@@ -351,7 +355,9 @@ class LMCodec(Codec):
                     mode, body, best = lm_mode, lm_bodies[i], len(lm_bodies[i])
             if mode.uses_model:
                 lm_dtype = codings[i].dtype if i in codings else dt
-                version = FORMAT_OF_MIXER[self.mixer_version] if mode == Mode.LM_MIX else None
+                version = None
+                if mode == Mode.LM_MIX:
+                    version = DECIMAL_FORMAT if codings[i].decimal else FORMAT_OF_MIXER[self.mixer_version]
                 header = Header(mode, n, crc, lm_dtype, segment_length, model_id, version)
             else:
                 header = Header(mode, n, crc, dt)
@@ -421,10 +427,10 @@ class LMCodec(Codec):
     def _decode_model_group(self, parsed, decoded, mode, model_id, segment_length, idx, multi):
         from . import lmcoding, mixcoding
 
-        def decode_planes(model, bodies, layouts, segment_length, versions):
+        def decode_planes(model, bodies, layouts, segment_length, versions, dtypes):
             """[(planes, lm_mix stream parameters or None), ...]"""
             if mode == Mode.LM_MIX:
-                return mixcoding.decode_chunks(model, bodies, layouts, segment_length, versions)
+                return mixcoding.decode_chunks(model, bodies, layouts, segment_length, versions, dtypes)
             return [(p, None) for p in lmcoding.decode_planes(model, bodies, layouts, segment_length)]
 
         model = _load_model_by_id(model_id, self.device)
@@ -436,22 +442,26 @@ class LMCodec(Codec):
                 )
         headers = [parsed[i][0] for i in idx]
         layouts = [plane_layout(h.raw_length, h.dtype) for h in headers]
+        dtypes = [h.dtype for h in headers]
         bodies = [parsed[i][1].tobytes() for i in idx]
         try:
             versions = [h.version for h in headers]
-            planes = decode_planes(model, bodies, layouts, segment_length, versions)
+            planes = decode_planes(model, bodies, layouts, segment_length, versions, dtypes)
         except LMCodecError:
             if not multi:
                 raise
             # pooled call failed: find (and name) the first chunk that fails on its own
             for j, i in enumerate(idx):
                 with _chunk_context(i, multi):
-                    decode_planes(model, bodies[j : j + 1], layouts[j : j + 1], segment_length, versions[j : j + 1])
+                    decode_planes(model, bodies[j : j + 1], layouts[j : j + 1], segment_length, versions[j : j + 1],
+                                  dtypes[j : j + 1])
             raise
         for i, h, (p, params) in zip(idx, headers, planes):
             decoded[i] = join_planes(list(p), h.raw_length, h.dtype)
             if params is not None:
                 invert_transform(decoded[i], h.dtype, Transform(params.transform), params.record_length)
+                if params.decimal is not None:
+                    from_integers(decoded[i], params.decimal)
 
 
 class _chunk_context:

@@ -6,7 +6,7 @@ Header (all integers little-endian)::
     0      4     magic b"LMCz"
     4      1     format version: the lowest version that defines what the body holds
                  (WRITE_VERSION; lm_mix bodies with mixer version 2 need version 3,
-                 with mixer version 3 version 4)
+                 with mixer version 3 version 4, with a decimal step version 5)
     5      1     mode: 0 raw, 1 zstd, 2 lm (version 1); 3 lm_mix (version 2)
     6      1     dtype code (DTYPE_CODES: 0 bytes, 1 u1, 2 i1, 3 u2, 4 i2, 5 u4, 6 i4,
                  7 u8, 8 i8, 9 f2, 10 f4, 11 f8)
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 MAGIC = b"LMCz"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Newest chunk format version this module reads and writes."""
 _STRUCT = struct.Struct("<4sBBBBIQI8s")
 HEADER_SIZE = _STRUCT.size + 4  # + header CRC32C
@@ -93,9 +93,10 @@ class Mode(enum.IntEnum):
 MODE_VERSION = {Mode.RAW: 1, Mode.ZSTD: 1, Mode.LM: 1, Mode.LM_MIX: 2}
 """Format version that introduced each mode."""
 WRITE_VERSION = {Mode.RAW: 1, Mode.ZSTD: 1, Mode.LM: 1, Mode.LM_MIX: 4}
-"""Format version each mode is written with: the lowest that defines the body the encoder
-writes (versions 3 and 4 brought mixer versions 2 and 3 to lm_mix bodies), so chunks that need nothing newer
-stay readable by older decoders."""
+"""Format version each mode is written with by default: the lowest that defines the body the
+encoder writes (versions 3 and 4 brought mixer versions 2 and 3 to lm_mix bodies; an lm_mix body
+with a decimal step is written as version 5, ``mixcoding.DECIMAL_FORMAT``), so chunks that need
+nothing newer stay readable by older decoders."""
 
 
 # Frozen table: index = code stored in the header. Never reorder, only append (with a version bump).

@@ -10,7 +10,8 @@ mixer version 2 (format version 3) the streams of one plane are one mixer group 
 counts and match tables, so a stream also learns from (and matches into) the bytes its plane's
 other streams have coded so far, while all of them still advance together. Mixer version 3
 (format version 4, written now) adds hashed order-4 and order-6 contexts and weight sets for
-longer matches.
+longer matches. Format version 5 adds the decimal step (:mod:`lmcodec.decimals`, written for
+float chunks of short decimals) and lets a body carry any mixer version.
 The mixer turns the model's table at each position into the table that is coded
 (docs/format.md §4.4 and :mod:`lmcodec.mixing` give the rules; :data:`MIXER_RULES` pins them per
 mixer version).
@@ -30,12 +31,15 @@ every stream per step, and with several CPU workers decodes one batch per worker
 Body layout (after the chunk header; ``n`` streams in plane order, then stream order)::
 
     u8        mixer version: 1 in format version 2, 2 in format version 3, 3 (MIXER_VERSION) in
-              format version 4
+              format version 4, any of them in format version 5
     u8        element transform applied before the byte shuffle (lmcodec.transforms):
               0 none, 1 delta, 2 up, 3 delta_zz, 4 up_zz (3 and 4 with mixer version >= 2;
-              up and up_zz need r >= 1)
+              up and up_zz need r >= 1); in format version 5 bit 3 (0x08) set = a decimal
+              step section follows the varints
     varint    segments per stream m, 1 <= m, m * segment_length <= MAX_STREAM_LENGTH
     varint    record length r, 0 <= r <= MAX_RECORD_LENGTH (0: the mixer detects it)
+    [step]    with a decimal step only: its section (lmcodec.decimals; the header's dtype is then
+              the integers' dtype or plain bytes)
     ceil(n/8) raw bitmap: bit i (least significant bit first) of byte i // 8 set = stream i
               is stored raw; the unused high bits of the last byte are 0
     c x       word count varint, one per coded (not raw) stream, each <= the stream's length
@@ -54,6 +58,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .decimals import DecimalStep, pack_step, read_step
 from .errors import CorruptChunkError
 from .format import WRITE_VERSION, Mode
 from .frequency_model import N_SYMBOLS, FrequencyModel, start_token
@@ -75,12 +80,17 @@ MIXER_RULES: dict[int, tuple[MixerConfig, bool]] = {
 """Frozen per mixer version: ``(config, shared)``. ``shared``: the streams of one plane of one
 chunk are one group of :class:`AdaptiveMixer` lanes sharing their statistics; otherwise every
 stream is a group of its own."""
-MIXER_OF_FORMAT = {2: 1, 3: 2, 4: 3}
-"""The mixer version an ``lm_mix`` body must have, by its chunk's format version."""
-FORMAT_OF_MIXER = {mixer: fmt for fmt, mixer in MIXER_OF_FORMAT.items()}
-"""The chunk format version an encoder writes for each mixer version (every one stays readable,
-so an encoder may write an older, faster mixer version: ``LMCodec(mixer_version=...)``)."""
-assert MIXER_OF_FORMAT[WRITE_VERSION[Mode.LM_MIX]] == MIXER_VERSION
+DECIMAL_FORMAT = 5
+"""The chunk format version that added the decimal step (:mod:`lmcodec.decimals`): its bodies
+may carry any mixer version, and a body with a decimal step needs it."""
+MIXERS_OF_FORMAT = {2: frozenset({1}), 3: frozenset({2}), 4: frozenset({3}), DECIMAL_FORMAT: frozenset({1, 2, 3})}
+"""The mixer versions an ``lm_mix`` body may have, by its chunk's format version."""
+FORMAT_OF_MIXER = {1: 2, 2: 3, 3: 4}
+"""The chunk format version an encoder writes for each mixer version without a decimal step (the
+lowest that defines it; every one stays readable, so an encoder may write an older, faster mixer
+version: ``LMCodec(mixer_version=...)``)."""
+assert FORMAT_OF_MIXER[MIXER_VERSION] == WRITE_VERSION[Mode.LM_MIX]
+assert all(mixer in MIXERS_OF_FORMAT[fmt] for mixer, fmt in FORMAT_OF_MIXER.items())
 DEFAULT_STREAM_LENGTH = 16384
 """Bytes per stream unless configured (a multiple of every shipped context length)."""
 MAX_STREAM_LENGTH = 1 << 24
@@ -102,8 +112,17 @@ once: the one the mixer codes and the next one the model computes."""
 _STATE_BYTES = 4
 _WORD_BYTES = 2
 _ALL_TRANSFORMS = frozenset(int(t) for t in Transform)
+_DECIMAL_FLAG = 0x08
+"""Format version 5: this bit of the transform byte says a decimal step section follows the
+varints (the transform id is in bits 0..2; bits 4..7 are zero)."""
 MIXER_TRANSFORMS = {1: frozenset(range(3)), 2: _ALL_TRANSFORMS, 3: _ALL_TRANSFORMS}
-"""Transform ids each mixer version's bodies may carry (zigzag ones came with version 2)."""
+"""Transform ids each mixer version's bodies may carry in format versions 2 to 4 (zigzag ones came
+with mixer version 2); format version 5 bodies may carry every transform with any mixer version."""
+
+
+def body_transforms(format_version: int, mixer_version: int) -> frozenset[int]:
+    """The transform ids a body of ``format_version`` with ``mixer_version`` may carry."""
+    return _ALL_TRANSFORMS if format_version >= DECIMAL_FORMAT else MIXER_TRANSFORMS[mixer_version]
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,9 @@ class StreamParams:
     record_length: int = 0
     transform: int = 0
     """:class:`lmcodec.transforms.Transform` id; the caller applies it (and inverts it)."""
+    decimal: DecimalStep | None = None
+    """The decimal step (format version 5; the caller applies it before the transform and
+    inverts it after)."""
 
     def stream_length(self, segment_length: int) -> int:
         return self.segments_per_stream * segment_length
@@ -169,7 +191,8 @@ def encode_chunks(
     streams: list[_Stream] = []
     data: list[list[np.ndarray]] = []
     for c, (planes, prm) in enumerate(zip(chunks, params)):
-        _check_params(prm, segment_length, ValueError, mixer_version)
+        fmt = DECIMAL_FORMAT if prm.decimal is not None else FORMAT_OF_MIXER[mixer_version]
+        _check_params(prm, segment_length, ValueError, body_transforms(fmt, mixer_version))
         arrays = []
         for plane, _ in planes:
             a = np.asarray(plane)
@@ -198,8 +221,10 @@ def encode_chunks(
     for c, prm in enumerate(params):
         idx = [i for i, s in enumerate(streams) if s.chunk == c]
         raw = [_coded_size(coded[i][1]) >= streams[i].length for i in idx]  # type: ignore[index]
-        body = bytearray([mixer_version, prm.transform])
+        body = bytearray([mixer_version, _transform_byte(prm)])
         body += encode_varint(prm.segments_per_stream) + encode_varint(prm.record_length)
+        if prm.decimal is not None:
+            body += pack_step(prm.decimal)
         bitmap = np.zeros(-(-len(idx) // 8) * 8, dtype=np.uint8)
         bitmap[: len(idx)] = raw
         body += np.packbits(bitmap, bitorder="little").tobytes()
@@ -349,11 +374,16 @@ def _new_mixer(records: list[int], lengths: np.ndarray, config: MixerConfig, gro
     return mixer
 
 
-def _check_params(prm: StreamParams, segment_length: int, error: type[Exception],
-                  mixer_version: int = MIXER_VERSION) -> None:
+def _transform_byte(prm: StreamParams) -> int:
+    """The body's transform byte: the transform id, with :data:`_DECIMAL_FLAG` for a decimal step."""
+    return prm.transform | (0 if prm.decimal is None else _DECIMAL_FLAG)
+
+
+def _check_params(prm: StreamParams, segment_length: int, error: type[Exception], transforms: frozenset[int]) -> None:
+    """Bounds of a body's parameters; ``transforms``: the ids the body may carry (:func:`body_transforms`)."""
     m, r = prm.segments_per_stream, prm.record_length
-    if prm.transform not in MIXER_TRANSFORMS[mixer_version]:
-        raise error(f"unknown transform {prm.transform} for mixer version {mixer_version}")
+    if prm.transform not in transforms:
+        raise error(f"unknown transform {prm.transform} (this body may carry {sorted(transforms)})")
     if Transform(prm.transform).base == Transform.UP and r < 1:
         raise error(f"transform {Transform(prm.transform).name.lower()!r} without a record length")
     if not (1 <= m and m * segment_length <= MAX_STREAM_LENGTH):
@@ -376,19 +406,33 @@ class _Parsed:
 
 
 def _parse_body(
-    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int, mixer_version: int
+    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int, format_version: int,
+    dtype: np.dtype | None = None,
 ) -> _Parsed:
-    """Validate one body (whose chunk's format version requires ``mixer_version``) against its
+    """Validate one body (of a chunk with ``format_version`` and header ``dtype``) against its
     layout, allocating nothing sized by untrusted numbers before the body is known to hold them."""
+    if format_version not in MIXERS_OF_FORMAT:
+        raise CorruptChunkError(f"format version {format_version} has no lm_mix mode")
     view = memoryview(body).cast("B")
     if len(view) < 2:
         raise CorruptChunkError("lm_mix body too short")
-    if view[0] != mixer_version:
-        raise CorruptChunkError(f"mixer version {view[0]} in a chunk whose format version needs {mixer_version}")
+    mixer_version = view[0]
+    if mixer_version not in MIXERS_OF_FORMAT[format_version]:
+        raise CorruptChunkError(f"mixer version {mixer_version} in a chunk of format version {format_version}, "
+                                f"which needs {' or '.join(map(str, sorted(MIXERS_OF_FORMAT[format_version])))}")
+    transform, decimal = view[1], False
+    if format_version >= DECIMAL_FORMAT:
+        transform, decimal = view[1] & ~_DECIMAL_FLAG, bool(view[1] & _DECIMAL_FLAG)
     m, pos = read_varint(view, 2, MAX_STREAM_LENGTH // segment_length, "segments per stream")
     r, pos = read_varint(view, pos, MAX_RECORD_LENGTH, "record length")
-    prm = StreamParams(m, r, view[1])
-    _check_params(prm, segment_length, CorruptChunkError, mixer_version)
+    step = None
+    if decimal:
+        step, pos = read_step(view, pos, sum(length for length, _ in layout))
+        if dtype is not None and dtype != step.integers:
+            raise CorruptChunkError(f"decimal step on {step.dtype.str} floats in a chunk of dtype {dtype.str}; "
+                                    f"it needs {step.integers.str} or plain bytes")
+    prm = StreamParams(m, r, transform, step)
+    _check_params(prm, segment_length, CorruptChunkError, body_transforms(format_version, mixer_version))
     stream_length = prm.stream_length(segment_length)
     n = _count_streams(layout, stream_length)
     n_bitmap = -(-n // 8)
@@ -418,15 +462,23 @@ def _parse_body(
     return _Parsed(mixer_version, streams, prm, raw, states, np.array(counts, dtype=np.int64), words, view[pos:])
 
 
+def read_params(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
+                format_version: int, dtype: np.dtype | None = None) -> StreamParams:
+    """The stream parameters of a valid body (for reports; raises :class:`CorruptChunkError`
+    like the decoder)."""
+    return _parse_body(body, layout, segment_length, 0, format_version, dtype).params
+
+
 def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
-                format_version: int | None = None) -> list[int]:
+                format_version: int | None = None, dtype: np.dtype | None = None) -> list[int]:
     """Body bytes spent on each plane of a valid body: its streams' word count varints, final
-    states and words (or raw bytes); the shared prefix (version, varints, bitmap) is left out.
+    states and words (or raw bytes); the shared prefix (version, varints, exception list,
+    bitmap) is left out.
 
     For reports (bits per byte per plane); raises :class:`CorruptChunkError` like the decoder.
     """
     version = WRITE_VERSION[Mode.LM_MIX] if format_version is None else format_version
-    prs = _parse_body(body, layout, segment_length, 0, _mixer_of_format(version))
+    prs = _parse_body(body, layout, segment_length, 0, version, dtype)
     costs = [0] * len(layout)
     j = 0
     for s, is_raw in zip(prs.streams, prs.raw):
@@ -438,25 +490,21 @@ def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: 
     return costs
 
 
-def _mixer_of_format(format_version: int) -> int:
-    if format_version not in MIXER_OF_FORMAT:
-        raise CorruptChunkError(f"format version {format_version} has no lm_mix mode")
-    return MIXER_OF_FORMAT[format_version]
-
-
 def decode_chunks(
     model: FrequencyModel,
     bodies: Sequence[bytes],
     layouts: Sequence[Sequence[tuple[int, int]]],
     segment_length: int,
     format_versions: Sequence[int] | None = None,
+    dtypes: Sequence[np.dtype | None] | None = None,
     *,
     group: int = DEFAULT_GROUP,
 ) -> list[tuple[list[np.ndarray], StreamParams]]:
     """Inverse of :func:`encode_chunks`; returns every chunk's planes (uint8 arrays) and its
-    stream parameters (the caller inverts ``params.transform``). ``format_versions``: each
-    chunk's header version (it fixes the mixer version, :data:`MIXER_OF_FORMAT`); default: the
-    version :func:`encode_chunks` writes.
+    stream parameters (the caller inverts ``params.transform``, then ``params.decimal``).
+    ``format_versions``: each chunk's header version (it bounds the mixer version,
+    :data:`MIXERS_OF_FORMAT`); default: :data:`WRITE_VERSION`'s. ``dtypes``: each chunk's header
+    dtype (a decimal step needs int32 or int64); default: None each.
 
     Raises :class:`CorruptChunkError` for a body that does not fit its layout or fails to decode.
     """
@@ -466,8 +514,10 @@ def decode_chunks(
         raise ValueError(f"{len(bodies)} bodies, {len(layouts)} layouts, {len(format_versions)} versions")
     if not 1 <= segment_length <= model.context_length:
         raise CorruptChunkError(f"segment length {segment_length} not in [1, {model.context_length}]")
-    parsed = [_parse_body(b, lay, segment_length, c, _mixer_of_format(v))
-              for c, (b, lay, v) in enumerate(zip(bodies, layouts, format_versions))]
+    if dtypes is None:
+        dtypes = [None] * len(bodies)
+    parsed = [_parse_body(b, lay, segment_length, c, v, dt)
+              for c, (b, lay, v, dt) in enumerate(zip(bodies, layouts, format_versions, dtypes))]
     out = [[np.zeros(length, dtype=np.uint8) for length, _ in layout] for layout in layouts]
 
     # stream, state, word count, words, record length, bytes if stored raw (shared groups only)

@@ -30,7 +30,8 @@ candidate LZMA2 (preset 9, 64 KiB dictionary) codes smallest (on a sample of a c
 :func:`proxy_sample`). Among transforms 0-2 this proxy picked
 within about 0.01 bits/byte of the best choice (benchmarks/transform_eval.py, mixer version 1); plain bytes win on
 float data whose byte planes are nearly random one by one but not together (measured in
-docs/benchmarks.md).
+docs/benchmarks.md). Float32/float64 chunks of short decimals also offer both layouts of their
+decimal integers (:mod:`lmcodec.decimals`, format version 5), which then take the transforms.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .decimals import DecimalStep, find_step, pack_step, to_integers
 from .preprocess import shuffle, shuffle_dtype
 
 __all__ = ["Transform", "Coding", "apply_transform", "invert_transform", "choose_transform", "choose_coding"]
@@ -88,14 +90,17 @@ chunks over 256 KiB the choice took 3.0 instead of 9.6 CPU-seconds and picked th
 class Coding(NamedTuple):
     """The ``lm_mix`` layout of one chunk.
 
-    ``dtype``: the shuffle dtype (``None``: the bytes in memory order, one plane);
-    ``transform``: the element transform on that dtype's elements; ``record``: the mixer's
-    record length in bytes of one plane per row (0: unknown, the mixer detects it).
+    ``dtype``: the shuffle dtype (``None``: the bytes in memory order, one plane; with a decimal
+    step the integer dtype of the floats' size); ``transform``: the element transform on that
+    dtype's elements; ``record``: the mixer's record length in bytes of one plane per row (0:
+    unknown, the mixer detects it); ``decimal``: the decimal step (:mod:`lmcodec.decimals`),
+    whose integers the transform then applies to, or None.
     """
 
     dtype: np.dtype | None
     transform: Transform
     record: int
+    decimal: DecimalStep | None = None
 
 
 def _elements(data: np.ndarray, dtype) -> tuple[np.ndarray, int]:
@@ -189,30 +194,26 @@ def proxy_sample(data: np.ndarray, itemsize: int) -> np.ndarray:
     return np.concatenate([data[a : a + width] for a in starts])
 
 
-def _choose_shuffled(data: np.ndarray, dtype, record: int, with_plain: bool = False,
-                     allowed: frozenset[int] | None = None):
-    """``(transform, proxy size, plain proxy size)``: the candidate whose shuffled residuals LZMA2
-    compresses smallest (ties: the lower id) and, when ``with_plain``, the proxy size of ``data``
-    itself (else None); all proxies are computed together. ``allowed`` (transform ids, None: all)
-    keeps to the transforms a body may carry (``mixcoding.MIXER_TRANSFORMS``). Chunks over 256 KiB
-    are judged on a sample (:func:`proxy_sample`)."""
+def _shuffled_blobs(data: np.ndarray, dtype, record: int,
+                    allowed: frozenset[int] | None) -> tuple[list[Transform], list[np.ndarray]]:
+    """The candidate transforms for ``data`` and the proxy's input for each: the shuffled
+    residuals of :func:`proxy_sample` (``allowed``: transform ids to keep to, None: all)."""
     dt = shuffle_dtype(dtype)
     data = proxy_sample(data, 1 if dt is None else dt.itemsize)
     n = _elements(data, dtype)[0].shape[0]
     transforms = [t for t in candidates(n, record, dt is not None and dt.kind in "iu" and dt.itemsize > 1)
                   if allowed is None or t in allowed]
-    blobs = [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]
-    sizes = _proxy_sizes(blobs + ([data] if with_plain else []))
-    i = int(np.argmin(sizes[: len(transforms)]))
-    return transforms[i], sizes[i], sizes[-1] if with_plain else None
+    return transforms, [shuffle(apply_transform(data, dtype, t, record), dtype) for t in transforms]
 
 
 def choose_transform(data: np.ndarray, dtype, record: int) -> Transform:
     """Encoder policy for shuffled elements: the candidate whose shuffled residuals LZMA2
-    compresses smallest (ties: the lower id); ``none`` for chunks under 256 bytes."""
+    compresses smallest (ties: the lower id); ``none`` for chunks under 256 bytes. Chunks over
+    256 KiB are judged on a sample (:func:`proxy_sample`)."""
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Transform.NONE
-    return _choose_shuffled(data, dtype, record)[0]
+    transforms, blobs = _shuffled_blobs(data, dtype, record, None)
+    return transforms[int(np.argmin(_proxy_sizes(blobs)))]
 
 
 def _plain_record(record: int, itemsize: int, max_record: int) -> int:
@@ -223,17 +224,43 @@ def _plain_record(record: int, itemsize: int, max_record: int) -> int:
 
 def choose_coding(data: np.ndarray, dtype, record: int, max_record: int,
                   allowed: frozenset[int] | None = None) -> Coding:
-    """Encoder policy for a whole ``lm_mix`` chunk: the best shuffled candidate of
-    :func:`choose_transform`, or the plain bytes when ``dtype`` has multi-byte elements and
-    LZMA2 codes the plain bytes smaller. ``record`` counts elements per row; the plain layout's
-    record is that times the itemsize, or 0 (unknown) when that exceeds ``max_record``.
-    ``allowed``: the transform ids to choose from (None: all), e.g. the ones the body's mixer
-    version may carry (``mixcoding.MIXER_TRANSFORMS``)."""
+    """Encoder policy for a whole ``lm_mix`` chunk, by LZMA2 proxy sizes: the shuffled residuals
+    of each transform (ties: the lower id) or, for multi-byte elements, the plain bytes (taken
+    only below :data:`_PLAIN_MARGIN` of the best shuffled size). A float32/float64 chunk with a
+    decimal exponent (:func:`lmcodec.decimals.find_step`) offers the same two layouts of its
+    decimal integers as well, each charged the step section's bytes. ``record`` counts elements
+    per row; the plain layout's record is that times the itemsize, or 0 (unknown) when that
+    exceeds ``max_record``. ``allowed``: the transform ids to choose from without a decimal step
+    (None: all), e.g. the ones the body's mixer version may carry (``mixcoding.MIXER_TRANSFORMS``);
+    with one the chunk is format version 5, whose bodies carry every transform."""
     dt = shuffle_dtype(dtype)
     if data.shape[0] < _MIN_CHOICE_BYTES:
         return Coding(dt, Transform.NONE, record)
-    try_plain = dt is not None and dt.itemsize > 1
-    transform, size, plain_size = _choose_shuffled(data, dt, record, with_plain=try_plain, allowed=allowed)
-    if try_plain and plain_size < _PLAIN_MARGIN * size:
-        return Coding(None, Transform.NONE, _plain_record(record, dt.itemsize, max_record))
-    return Coding(dt, transform, record)
+    itemsize = 1 if dt is None else dt.itemsize
+    try_plain = itemsize > 1
+    sources: list[tuple[np.ndarray, np.dtype | None, DecimalStep | None]] = [(data, dt, None)]
+    exponent = find_step(data, dt)
+    if exponent is not None:
+        integers, step = to_integers(data, dt, exponent)
+        sources.append((integers, step.integers, step))
+    sampled = proxy_sample(data, itemsize).shape[0] / data.shape[0]  # the share the proxies see
+    codings: list[Coding] = []
+    is_plain: list[bool] = []
+    charges: list[float] = []  # bytes the proxy does not see: a decimal step's section
+    blobs: list[np.ndarray] = []
+    for elements, source_dt, step in sources:
+        transforms, shuffled = _shuffled_blobs(elements, source_dt, record, allowed if step is None else None)
+        codings += [Coding(source_dt, t, record, step) for t in transforms]
+        blobs += shuffled
+        if try_plain:
+            codings.append(Coding(None, Transform.NONE, _plain_record(record, itemsize, max_record), step))
+            blobs.append(proxy_sample(elements, itemsize))
+        is_plain += [False] * len(transforms) + [True] * try_plain
+        charges += [0.0 if step is None else sampled * len(pack_step(step))] * (len(transforms) + try_plain)
+    sizes = [size + charge for size, charge in zip(_proxy_sizes(blobs), charges)]
+    best = min((i for i, p in enumerate(is_plain) if not p), key=sizes.__getitem__)
+    if try_plain:
+        plain = min((i for i, p in enumerate(is_plain) if p), key=sizes.__getitem__)
+        if sizes[plain] < _PLAIN_MARGIN * sizes[best]:
+            return codings[plain]
+    return codings[best]

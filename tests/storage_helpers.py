@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lmcodec.format import parse_header
+from lmcodec.format import HEADER_SIZE, Mode, parse_header
+from lmcodec.mixcoding import read_params
+from lmcodec.preprocess import plane_layout
 
 TINY = "lm-tiny-v1"
 DTYPES = ("uint8", "int16", "float32", "float64")
@@ -38,6 +40,18 @@ def sample(dtype: str, shape: tuple[int, int] = SHAPE, seed: int = 0) -> np.ndar
     if np.dtype(dtype).kind == "u":
         base += 128
     return np.round(base).astype(dtype)
+
+
+def coded_dtype(chunk: bytes) -> np.dtype | None:
+    """The element dtype a chunk was coded as: its header's, or for a chunk with a decimal step
+    (whose header holds the integers' dtype) the floats'."""
+    h = parse_header(chunk)
+    if h.mode == Mode.LM_MIX:
+        step = read_params(chunk[HEADER_SIZE:], plane_layout(h.raw_length, h.dtype), h.segment_length,
+                           h.version, h.dtype).decimal
+        if step is not None:
+            return step.dtype
+    return h.dtype
 
 
 def chunk_modes(chunks: Iterable[bytes]) -> Counter:

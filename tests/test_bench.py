@@ -246,13 +246,26 @@ def test_lm_mix_planes_of_a_chunk_stored_raw_and_of_an_lm_mix_chunk():
 def test_lm_mix_planes_count_plain_chunks_apart():
     from lmcodec.codec import LMCodec
 
-    prices = np.round(100 + np.cumsum(_rng().normal(0, 1, (500, 4)), axis=0), 2)  # coded unshuffled
+    prices = np.round(100 + np.cumsum(_rng().normal(0, 1, (500, 4)), axis=0), 2)
+    prices[::7] = np.nan  # missing rows: too many decimal exceptions, so coded unshuffled as floats
     enc = LMCodec(segment_length=FAKE.context_length).encode_batch([prices])
     assert parse_header(enc[0]).dtype is None
     pl = lm_mix_planes(enc, itemsize=8)
-    assert pl["lm_mix_chunks"] == 0 and pl["planes"] == []
+    assert pl["lm_mix_chunks"] == 0 and pl["planes"] == [] and pl["decimal"] == 0
     assert pl["plain"] == {"chunks": 1, "raw_bytes": prices.nbytes, "compressed_bytes": len(enc[0])}
     assert lm_mix_planes(enc)["lm_mix_chunks"] == 1  # 1-byte data: its one plane is a byte plane
+
+
+def test_lm_mix_planes_count_decimal_chunks():
+    """Prices with two decimals are coded as int64 cents: eight integer planes, one decimal chunk."""
+    from lmcodec.codec import LMCodec
+
+    prices = np.round(100 + np.cumsum(_rng().normal(0, 1, (500, 4)), axis=0), 2)
+    enc = LMCodec(segment_length=FAKE.context_length).encode_batch([prices])
+    assert parse_header(enc[0]).dtype == np.dtype("<i8")
+    pl = lm_mix_planes(enc, itemsize=8)
+    assert pl["lm_mix_chunks"] == 1 and pl["decimal"] == 1 and sum(pl["transforms"].values()) == 1
+    assert [p["kind"] for p in pl["planes"]] == list(range(7, 15))  # int64 kinds, not float64 ones
 
 
 # -- command line -----------------------------------------------------------------------------

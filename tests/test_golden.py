@@ -1,6 +1,6 @@
 """Golden vectors (tests/golden/): chunks and a file container encoded when format versions 1
-to 4 were frozen (``v2_*``: mode lm_mix with mixer version 1; ``v3_*``: mixer version 2;
-``v4_*``: mixer version 3).
+to 5 were frozen (``v2_*``: mode lm_mix with mixer version 1; ``v3_*``: mixer version 2;
+``v4_*``: mixer version 3; ``v5_*``: the decimal step, with mixer versions 3 and 1).
 
 They must decode to their committed raw bytes forever, and a fresh encode with the recorded
 codec config must reproduce them byte for byte (the format, the shipped models, the mixer and

@@ -122,8 +122,11 @@ def test_body_validation():
             decode_chunks(FAKE, [version + body[1:]], [layout], 100)
     with pytest.raises(CorruptChunkError, match="unknown transform"):
         decode_chunks(FAKE, [body[:1] + b"\x05" + body[2:]], [layout], 100)
-    with pytest.raises(CorruptChunkError, match="unknown transform 3 for mixer version 1"):
+    with pytest.raises(CorruptChunkError, match=r"unknown transform 3 \(this body may carry \[0, 1, 2\]\)"):
         decode_chunks(FAKE, [b"\x01\x03" + body[2:]], [layout], 100, [2])  # zigzag came with version 3
+    (v1,) = encode_chunks(FAKE, [[(data, 0)]], 100, [StreamParams(2, 0)], mixer_version=1)
+    ((got, prm),) = decode_chunks(FAKE, [b"\x01\x03" + v1[2:]], [layout], 100, [5])  # any transform in v5
+    assert got[0].tobytes() == data.tobytes() and prm.transform == 3  # (the caller inverts it)
     with pytest.raises(CorruptChunkError, match="record length"):
         decode_chunks(FAKE, [body[:1] + b"\x02" + body[2:]], [layout], 100)  # up, r = 0
     with pytest.raises(CorruptChunkError, match="segments per stream"):
@@ -190,7 +193,7 @@ def test_mixer_parameters_are_frozen():
     from lmcodec.mixing import DEFAULT_CONFIG
 
     assert mixcoding.MIXER_VERSION == 3
-    assert mixcoding.MIXER_OF_FORMAT == {2: 1, 3: 2, 4: 3}
+    assert mixcoding.MIXERS_OF_FORMAT == {2: {1}, 3: {2}, 4: {3}, 5: {1, 2, 3}}
     v2 = replace(DEFAULT_CONFIG, o2_bits=14, hash_bits=18)
     assert mixcoding.MIXER_RULES == {
         1: (DEFAULT_CONFIG, False),
@@ -212,13 +215,13 @@ def test_mixer_parameters_are_frozen():
 def test_older_mixer_versions_decode_only_under_their_format_version():
     """Bodies of mixer versions 1 and 2 (format versions 2 and 3) stay readable (and writable)
     next to the current version; each body must carry the mixer version of its chunk's format
-    version."""
+    version, except in format version 5, whose bodies may carry any."""
     data, dtype, seg, prm = CASES[2]
     planes = _planes(data, dtype)
     layout = [(len(p), k) for p, k in planes]
     assert mixcoding.FORMAT_OF_MIXER == {1: 2, 2: 3, 3: 4}
     bodies = {}
-    for fmt, mixer in mixcoding.MIXER_OF_FORMAT.items():
+    for mixer, fmt in mixcoding.FORMAT_OF_MIXER.items():
         (bodies[fmt],) = encode_chunks(FAKE, [planes], seg, [prm], mixer_version=mixer)
         assert bodies[fmt][0] == mixer
     assert encode_chunks(FAKE, [planes], seg, [prm]) == [bodies[4]]
@@ -236,6 +239,8 @@ def test_older_mixer_versions_decode_only_under_their_format_version():
                     decode_chunks(FAKE, [body], [layout], seg, [other])
     with pytest.raises(CorruptChunkError, match="format version 1"):
         decode_chunks(FAKE, [bodies[4]], [layout], seg, [1])
+    out = decode_chunks(FAKE, list(bodies.values()), [layout] * len(bodies), seg, [5] * len(bodies))
+    assert all([g.tobytes() for g in got] == [p.tobytes() for p, _ in planes] for got, _ in out)
 
 
 def test_shared_streams_learn_from_each_other_and_keep_raw_streams_in_step():

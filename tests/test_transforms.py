@@ -139,10 +139,12 @@ def test_coding_keeps_shuffled_layout_for_integers_and_small_chunks():
     assert choose_coding(text, None, 0, 65535) == Coding(None, Transform.NONE, 0)
 
 
-def test_coding_takes_plain_bytes_for_decimal_floats():
-    """Prices with two decimals: each byte plane alone looks random, whole elements repeat."""
+def test_coding_takes_plain_bytes_for_floats_that_repeat_whole():
+    """Prices with missing rows (NaN, too many for the decimal step): each byte plane alone looks
+    random, whole elements repeat."""
     rng = np.random.default_rng(1)
     prices = np.round(100 + np.cumsum(rng.normal(0, 1, (500, 4)), axis=0), 2)
+    prices[::7] = np.nan
     coding = choose_coding(prices.view(np.uint8).reshape(-1), prices.dtype, 4, 65535)
     assert coding == Coding(None, Transform.NONE, 32)  # a row of 4 elements is 32 plain bytes
     assert choose_coding(prices.view(np.uint8).reshape(-1), prices.dtype, 4, 31).record == 0  # over the cap
@@ -150,3 +152,16 @@ def test_coding_takes_plain_bytes_for_decimal_floats():
     header = parse_header(enc)
     assert header.mode == Mode.LM_MIX and header.dtype is None
     assert LMCodec().decode(enc) == prices.tobytes()
+
+
+def test_coding_takes_the_decimal_step_for_short_decimals():
+    """The same prices without gaps are coded as int64 cents (shuffled, differences along
+    columns or rows), as float32 too (int32); full-precision floats never are."""
+    rng = np.random.default_rng(1)
+    prices = np.round(100 + np.cumsum(rng.normal(0, 1, (500, 4)), axis=0), 2)
+    for floats, ints in ((prices, "<i8"), (prices.astype(">f4"), ">i4")):
+        coding = choose_coding(floats.view(np.uint8).reshape(-1), floats.dtype, 4, 65535)
+        assert coding.dtype == np.dtype(ints) and coding.decimal is not None
+        assert (coding.decimal.dtype, coding.decimal.exponent, coding.decimal.positions.size) == (floats.dtype, 2, 0)
+    noisy = 100 + np.cumsum(rng.normal(0, 1, (500, 4)), axis=0)
+    assert choose_coding(noisy.view(np.uint8).reshape(-1), noisy.dtype, 4, 65535).decimal is None

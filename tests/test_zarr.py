@@ -21,6 +21,7 @@ from storage_helpers import (  # noqa: E402
     SHAPE,
     TINY,
     chunk_modes,
+    coded_dtype,
     run_code,
     run_docs_page,
     sample,
@@ -74,7 +75,7 @@ def test_format2_round_trip_in_a_fresh_process(tmp_path):
         assert json.loads((store / ".zarray").read_text())["compressor"]["id"] == "lmcodec"
         chunks = _chunks(store)
         assert len(chunks) == 6
-        assert {parse_header(c).dtype for c in chunks} == {np.dtype(dtype)}
+        assert {coded_dtype(c) for c in chunks} == {np.dtype(dtype)}
         modes += chunk_modes(chunks)
         pairs.append((store, expected))
     assert modes["LM_MIX"] > 0, modes

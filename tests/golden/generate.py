@@ -7,7 +7,9 @@ Format version 1 vectors were written by the model-only encoder (``mix=False``, 
 version 2 added mode ``lm_mix`` (the ``v2_*`` vectors, ``"format_version": 2``, mixer version 1);
 version 3 added mixer version 2 to it (the ``v3_*`` vectors: several streams per plane, one of
 them stored raw, so the shared statistics and raw streams feeding them are pinned); version 4
-added mixer version 3 (the ``v4_*`` vectors, the same inputs and settings as ``v3_*``). Each
+added mixer version 3 (the ``v4_*`` vectors, the same inputs and settings as ``v3_*``); version 5
+added the decimal step (the ``v5_*`` vectors: float64 prices as int64 cents under mixer versions 3
+and 1, big-endian float32 with exceptions). Each
 ``lm_mix`` vector's config names its mixer version (``mixer_version``): the encoder still
 writes every one on request, so the older vectors pin the older writers too.
 
@@ -66,6 +68,7 @@ def _vectors() -> dict[str, tuple[np.ndarray, dict, str, str]]:
         **_vectors_v2(),
         **_vectors_v3(),
         **_vectors_v4(),
+        **_vectors_v5(),
     }
 
 
@@ -126,6 +129,24 @@ def _vectors_v4() -> dict[str, tuple[np.ndarray, dict, str, str]]:
             if name in ("v3_text_noise_tiny", "v3_audio_int16_zz", "v3_mri_uint16_rows", "v3_goog_float64")}
 
 
+def _vectors_v5() -> dict[str, tuple[np.ndarray, dict, str, str]]:
+    """Format version 5: lm_mix chunks with a decimal step (lmcodec.decimals)."""
+    small = {"model": "lm-small-v1", "segment_length": 256, "stream_length": 256}
+    *_, (goog, goog_src) = _lm_mix_inputs()
+    etopo, etopo_src = _corpus_slice("float32/ferret-etopo5-ROSE", 500_400, 501_000)
+    etopo = etopo.astype(">f4")
+    etopo[[7, 100, 101, 599]] = [np.nan, -0.0, np.inf, 1 / 3]
+    return {
+        "v5_goog_float64": (goog.reshape(64, 4), {**small, "mixer_version": 3}, "lm_mix",
+                            f"{goog_src}; coded as a (64, 4) array: prices as int64 cents (exponent 2)"),
+        "v5_goog_float64_mixer1": (goog.reshape(64, 4), {**small, "mixer_version": 1}, "lm_mix",
+                                   f"{goog_src}; as v5_goog_float64 with mixer version 1 (the fast preset's)"),
+        "v5_etopo_float32_exceptions": (etopo, {**small, "model": "lm-tiny-v1", "mixer_version": 3}, "lm_mix",
+                                        f"{etopo_src}; as big-endian float32, elements 7, 100, 101 and 599 "
+                                        "set to NaN, -0.0, inf and 1/3 (four decimal exceptions)"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true")
@@ -141,6 +162,8 @@ def main() -> None:
         got = header.mode.name.lower()
         if got != mode:
             raise SystemExit(f"{name}: expected mode {mode}, the encoder chose {got}")
+        if name.startswith("v5_") and header.version != 5:
+            raise SystemExit(f"{name}: expected a decimal step (format version 5), got version {header.version}")
         (HERE / f"{name}.raw").write_bytes(array.tobytes())
         (HERE / f"{name}.lmc").write_bytes(encoded)
         index[name] = {
