@@ -461,7 +461,8 @@ class LMCodec(Codec):
             if params is not None:
                 invert_transform(decoded[i], h.dtype, Transform(params.transform), params.record_length)
                 if params.decimal is not None:
-                    from_integers(decoded[i], params.decimal)
+                    with _chunk_context(i, multi):
+                        from_integers(decoded[i], params.decimal)
 
 
 class _chunk_context:

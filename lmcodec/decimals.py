@@ -52,8 +52,9 @@ SIGNIFICAND_BITS = {4: 24, 8: 53}
 """Bound on the integers by itemsize: ``|n| <= 2**bits``, where every integer converts exactly."""
 MAX_EXCEPTION_SHARE = 0.25
 """Encoder policy: the step is tried only when at most this share of the elements are exceptions."""
-_SAMPLE_ELEMENTS = 4096
-"""Encoder policy: the exponent is chosen on at most this many evenly strided elements."""
+_SAMPLE_BLOCKS, _SAMPLE_BLOCK = 4, 1024
+"""Encoder policy: the exponent is chosen on at most this many evenly spaced blocks of this many
+consecutive elements (blocks, not a stride, so that every column of a table is seen)."""
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,15 @@ def find_step(data: np.ndarray, dtype: np.dtype | None) -> int | None:
     """Encoder policy: the exponent for the uint8 chunk ``data`` of ``dtype``, or None when the
     step does not apply (not float32/float64) or would leave more than
     :data:`MAX_EXCEPTION_SHARE` of the elements as exceptions. The exponent with the fewest
-    exceptions on a strided sample of the elements wins (ties: the smallest)."""
+    exceptions on a sample of the elements wins (ties: the smallest)."""
     if not _eligible(dtype):
         return None
     x = _native_floats(data, dtype)
     if x.shape[0] == 0:
         return None
-    sample = x[:: max(1, x.shape[0] // _SAMPLE_ELEMENTS)]
+    n, width = x.shape[0], _SAMPLE_BLOCK
+    sample = x if n <= _SAMPLE_BLOCKS * width else np.concatenate(
+        [x[k * (n - width) // (_SAMPLE_BLOCKS - 1) :][:width] for k in range(_SAMPLE_BLOCKS)])
     best, best_count = None, 0
     for e in range(MAX_EXPONENT[dtype.itemsize] + 1):
         count = int(_scaled(sample, e)[1].sum())

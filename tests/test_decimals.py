@@ -84,6 +84,10 @@ def test_the_exponent_is_the_one_with_fewest_exceptions():
     x = np.round(rng.normal(0, 100, 4000), 3)
     x[::10] = np.nan  # 10 % exceptions at every exponent
     assert find_step(_bytes(x), x.dtype) == 3
+    table = rng.normal(0, 100, (20_480, 5))  # a stride of 25 elements would see one column only
+    for column in range(5):  # the exponent must suit every column, seen in blocks of whole rows
+        table[:, column] = np.round(table[:, column], column)
+    assert find_step(_bytes(table), table.dtype) == 4
     noise = rng.normal(0, 1, 4000)
     assert find_step(_bytes(noise), noise.dtype) is None  # full precision: no exponent fits
     assert find_step(_bytes(np.arange(400, dtype="<i8")), np.dtype("<i8")) is None  # not floats
@@ -176,3 +180,15 @@ def test_plain_layout_of_decimal_integers_round_trips():
     ((got, params),) = decode_chunks(FAKE, [body], [plane_layout(len(data), None)], FAKE.context_length, [5], [None])
     assert got[0].tobytes() == integers.tobytes() and params.decimal.exponent == 1
     assert from_integers(got[0].copy(), params.decimal).tobytes() == data.tobytes()
+
+
+def test_repeated_rows_take_the_plain_layout_of_the_integers():
+    """Survey-like rows (6-decimal values, many zeros) that repeat whole: the integers are coded
+    in memory order (header dtype: plain bytes), and the codec decodes them back to the floats."""
+    rng = np.random.default_rng(3)
+    rows = np.round(rng.normal(5, 2, (40, 5)) * rng.choice([1, 0], (40, 5)), 6)
+    table = np.repeat(rows, 3, axis=0)
+    enc = LMCodec().encode(table)
+    header = parse_header(enc)
+    assert header.version == 5 and header.dtype is None and enc[HEADER_SIZE + 1] == 0x08
+    assert LMCodec().decode(enc) == table.tobytes()
