@@ -39,7 +39,8 @@ import numpy as np
 from .codec import FAST_PRESET
 from .errors import CorruptChunkError, LMCodecError, UnsupportedFormatError
 from .format import HEADER_SIZE, MAGIC, MAX_RAW_LENGTH, Mode, crc32c, parse_header
-from .mixcoding import DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER
+from .mixcoding import DECIMAL_FORMAT, DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER, read_params
+from .preprocess import plane_layout
 
 __all__ = ["main", "CONTAINER_MAGIC", "CONTAINER_VERSION"]
 
@@ -384,6 +385,19 @@ def cmd_decompress(args) -> int:
     return 0
 
 
+def _dtype_label(f, offset: int, length: int, header) -> str:
+    """A chunk's dtype as ``info`` shows it: the header's (``bytes`` for none) or, for a chunk
+    with a decimal step (format version 5), the floats' and the integers' (``<f8 as <i8``)."""
+    label = "bytes" if header.dtype is None else header.dtype.str
+    if header.mode != Mode.LM_MIX or header.version < DECIMAL_FORMAT:
+        return label
+    f.seek(offset + HEADER_SIZE)
+    body = _read_exact(f, length - HEADER_SIZE, "chunk body")
+    step = read_params(body, plane_layout(header.raw_length, header.dtype), header.segment_length,
+                       header.version, header.dtype).decimal
+    return label if step is None else f"{step.dtype.str} as {label}"
+
+
 def cmd_info(args) -> int:
     with _open_input(args.input) as f:
         file_size = os.fstat(f.fileno()).st_size
@@ -392,12 +406,15 @@ def cmd_info(args) -> int:
             head = f.read(HEADER_SIZE)
             headers = [parse_header(head, body_length=file_size - HEADER_SIZE)]
             lengths = [file_size]
+            offsets = [0]
             cont = None
         else:
             f.seek(0)
             cont = read_container(f, file_size)
             lengths = cont.chunk_lengths
             headers = _chunk_headers(f, cont)
+            offsets = [cont.data_offset + sum(lengths[:i]) for i in range(len(lengths))]
+        dtypes = [_dtype_label(f, offset, length, h) for offset, length, h in zip(offsets, lengths, headers)]
 
     total_raw = sum(h.raw_length for h in headers)
     p = print
@@ -425,18 +442,16 @@ def cmd_info(args) -> int:
     models = sorted({h.model_id for h in headers if h.mode.uses_model})
     if models:
         p("models:      " + ", ".join(f"{_model_label(m)} ({m.hex()})" for m in models))
-    dtypes = sorted({"bytes" if h.dtype is None else h.dtype.str for h in headers})
-    p("dtypes:      " + ", ".join(dtypes))
+    p("dtypes:      " + ", ".join(sorted(set(dtypes))))
     if args.chunks or len(headers) <= 16:
         p("")
-        p(f"{'chunk':>6} {'mode':>6} {'dtype':>5} {'raw':>12} {'stored':>12} {'bits/B':>7}  model")
-        for i, (h, length) in enumerate(zip(headers, lengths)):
+        p(f"{'chunk':>6} {'mode':>6} {'dtype':>12} {'raw':>12} {'stored':>12} {'bits/B':>7}  model")
+        for i, (h, length, dt) in enumerate(zip(headers, lengths, dtypes)):
             rate = 8 * length / h.raw_length if h.raw_length else 0.0
             model = "-"
             if h.mode.uses_model:
                 model = f"{_model_label(h.model_id)} seg={h.segment_length}"
-            dt = "bytes" if h.dtype is None else h.dtype.str
-            p(f"{i:>6} {h.mode.name.lower():>6} {dt:>5} {h.raw_length:>12} {length:>12} "
+            p(f"{i:>6} {h.mode.name.lower():>6} {dt:>12} {h.raw_length:>12} {length:>12} "
               f"{rate:>7.3f}  {model}")
     return 0
 

@@ -54,6 +54,16 @@ def test_no_mix_writes_format_version_1_chunks(tmp_path, capsys):
     assert modes.split() == ["modes:", "lm", "3"]
 
 
+def test_info_shows_the_floats_of_decimal_chunks(tmp_path, capsys):
+    """A float64 .npy of prices is coded as int64 cents; info names both dtypes, per chunk too."""
+    src = tmp_path / "prices.npy"
+    rng = np.random.default_rng(1)
+    np.save(src, np.round(100 + np.cumsum(rng.normal(0, 1, (2000, 4)), axis=0), 2))
+    _, info = _round_trip(tmp_path, capsys, src, "--chunk-size", "32000")
+    assert next(line for line in info.splitlines() if line.startswith("dtypes:")).split(None, 1)[1] == "<f8 as <i8"
+    assert sum(" <f8 as <i8 " in line for line in info.splitlines()) == 2
+
+
 def _chunk_headers(packed):
     from lmcodec.cli import read_container
 
