@@ -67,8 +67,7 @@ def plot_curve(log: Path, path: Path) -> None:
     steps = sorted(records)
     train = np.array([records[s]["train_bpb"] for s in steps])
     smooth = np.convolve(train, np.ones(100) / 100, mode="valid")
-    # the step-500 evaluation of the committed run predates validation_blocks: it saw plane 0 only
-    evals = [(s, records[s]["val_bpb"]["all"]) for s in steps if "val_bpb" in records[s] and s > 500]
+    evals = [(s, records[s]["val_bpb"]["all"]) for s in steps if "val_bpb" in records[s]]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.plot(steps[99:], smooth, label="training windows (256 bytes), mean of 100 steps")
     ax.plot(*zip(*evals), "o-", label="held-out rows, model alone (exact tables, 1024-byte segments)")
