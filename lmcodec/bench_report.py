@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from .transforms import Transform
+
 __all__ = ["machine_info", "write_report", "render_markdown", "aggregate", "default_codec", "plane_rows",
            "PAPER_TABLE1", "PLANE_LIMIT"]
 
@@ -447,7 +449,7 @@ def _itemsize(dtype: str) -> int:
     return np.dtype(dtype).itemsize
 
 
-_TRANSFORM_NAMES = ("none", "delta", "up", "delta_zz", "up_zz")
+_TRANSFORM_NAMES = tuple(t.name.lower() for t in Transform)  # the keys of lm_mix_planes' "transforms"
 
 
 def _plane_section(doc: dict) -> list[str]:

@@ -35,7 +35,6 @@ from .format import (
 )
 from .decimals import from_integers, to_integers
 from .mixcoding import (
-    DECIMAL_FORMAT,
     DEFAULT_STREAM_LENGTH,
     FORMAT_OF_MIXER,
     MAX_RECORD_LENGTH,
@@ -43,6 +42,7 @@ from .mixcoding import (
     MIXER_TRANSFORMS,
     MIXER_VERSION,
     StreamParams,
+    written_format,
 )
 from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
@@ -357,7 +357,7 @@ class LMCodec(Codec):
                 lm_dtype = codings[i].dtype if i in codings else dt
                 version = None
                 if mode == Mode.LM_MIX:
-                    version = DECIMAL_FORMAT if codings[i].decimal else FORMAT_OF_MIXER[self.mixer_version]
+                    version = written_format(self.mixer_version, codings[i].decimal is not None)
                 header = Header(mode, n, crc, lm_dtype, segment_length, model_id, version)
             else:
                 header = Header(mode, n, crc, dt)

@@ -183,7 +183,7 @@ def read_step(view: memoryview, pos: int, raw_length: int) -> tuple[DecimalStep,
     if flags & ~1:
         raise CorruptChunkError(f"reserved decimal step flags {flags:#x} set")
     dtype = code_to_dtype(code, flags)
-    if dtype is None or dtype.kind != "f" or dtype.itemsize not in MAX_EXPONENT:
+    if not _eligible(dtype):
         raise CorruptChunkError(f"decimal step on dtype code {code}; it needs float32 or float64")
     if exponent > MAX_EXPONENT[dtype.itemsize]:
         raise CorruptChunkError(f"decimal exponent {exponent} exceeds {MAX_EXPONENT[dtype.itemsize]} for {dtype}")

@@ -120,6 +120,12 @@ MIXER_TRANSFORMS = {1: frozenset(range(3)), 2: _ALL_TRANSFORMS, 3: _ALL_TRANSFOR
 with mixer version 2); format version 5 bodies may carry every transform with any mixer version."""
 
 
+def written_format(mixer_version: int, decimal: bool) -> int:
+    """The chunk format version an ``lm_mix`` body is written with: :data:`DECIMAL_FORMAT` with a
+    decimal step, else the lowest that defines ``mixer_version`` (:data:`FORMAT_OF_MIXER`)."""
+    return DECIMAL_FORMAT if decimal else FORMAT_OF_MIXER[mixer_version]
+
+
 def body_transforms(format_version: int, mixer_version: int) -> frozenset[int]:
     """The transform ids a body of ``format_version`` with ``mixer_version`` may carry."""
     return _ALL_TRANSFORMS if format_version >= DECIMAL_FORMAT else MIXER_TRANSFORMS[mixer_version]
@@ -191,7 +197,7 @@ def encode_chunks(
     streams: list[_Stream] = []
     data: list[list[np.ndarray]] = []
     for c, (planes, prm) in enumerate(zip(chunks, params)):
-        fmt = DECIMAL_FORMAT if prm.decimal is not None else FORMAT_OF_MIXER[mixer_version]
+        fmt = written_format(mixer_version, prm.decimal is not None)
         _check_params(prm, segment_length, ValueError, body_transforms(fmt, mixer_version))
         arrays = []
         for plane, _ in planes:

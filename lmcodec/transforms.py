@@ -222,6 +222,11 @@ def _plain_record(record: int, itemsize: int, max_record: int) -> int:
     return plain if plain <= max_record else 0
 
 
+def _seen_share(data: np.ndarray, itemsize: int) -> float:
+    """The share of ``data`` the proxies judge (1 up to 256 KiB, see :func:`proxy_sample`)."""
+    return proxy_sample(data, itemsize).shape[0] / data.shape[0]
+
+
 def choose_coding(data: np.ndarray, dtype, record: int, max_record: int,
                   allowed: frozenset[int] | None = None) -> Coding:
     """Encoder policy for a whole ``lm_mix`` chunk, by LZMA2 proxy sizes: the shuffled residuals
@@ -243,7 +248,6 @@ def choose_coding(data: np.ndarray, dtype, record: int, max_record: int,
     if exponent is not None:
         integers, step = to_integers(data, dt, exponent)
         sources.append((integers, step.integers, step))
-    sampled = proxy_sample(data, itemsize).shape[0] / data.shape[0]  # the share the proxies see
     codings: list[Coding] = []
     is_plain: list[bool] = []
     charges: list[float] = []  # bytes the proxy does not see: a decimal step's section
@@ -256,7 +260,8 @@ def choose_coding(data: np.ndarray, dtype, record: int, max_record: int,
             codings.append(Coding(None, Transform.NONE, _plain_record(record, itemsize, max_record), step))
             blobs.append(proxy_sample(elements, itemsize))
         is_plain += [False] * len(transforms) + [True] * try_plain
-        charges += [0.0 if step is None else sampled * len(pack_step(step))] * (len(transforms) + try_plain)
+        charges += [0.0 if step is None else _seen_share(data, itemsize) * len(pack_step(step))] * (
+            len(transforms) + try_plain)
     sizes = [size + charge for size, charge in zip(_proxy_sizes(blobs), charges)]
     best = min((i for i, p in enumerate(is_plain) if not p), key=sizes.__getitem__)
     if try_plain:
