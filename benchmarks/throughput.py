@@ -9,8 +9,10 @@ the model gets to the machine's float32 matmul throughput (CPU, or ``--device cu
     python benchmarks/throughput.py --device cuda        # the model on the GPU (onnxruntime-gpu)
 
 For each model it encodes one chunk (default 1 MiB) with ``LMCodec`` and decodes it again, by
-default with the default codec ``LMCodec()`` (mode ``lm_mix``; ``--mode lm``: ``mix=False``),
-timing separately, inside those calls:
+default with the default codec ``LMCodec()`` (mode ``lm_mix``; ``--mode lm``: ``mix=False``).
+The rates (KB/s, KB per CPU-second) come from plain runs; one more run of each direction, with
+wrappers around the entry points below, splits the time into (the wrappers cost time of their
+own, under the GIL, on every decode step, so they are kept out of the rates):
 
 * model time: ``full_freqs`` (encode) and ``decoder().step`` (decode), i.e. onnxruntime;
 * mixer time (``lm_mix``): ``AdaptiveMixer.code`` (encode) and ``.decode`` (decode: the mixer
@@ -32,7 +34,10 @@ timing separately, inside those calls:
   attempt, CRC, header).
 
 Each encode and decode is timed ``--repeat`` times (default 3); the table reports the median
-run and the range of all runs (single runs on this shared 2-core machine vary by about 10 %).
+run and the range of all runs (single runs on this shared 2-core machine vary by about 10 %),
+and the split of the profiled run. The encoder's model calls of that run are then replayed one
+after another with nothing else running: *alone* is the fraction of the matmul peak they reach
+(the pipelined encoder's own model time is measured while the mixer shares the cores).
 Nothing is extrapolated: every rate is bytes actually coded / seconds actually spent. The
 machine's float32 matmul throughput is measured in the same run (onnxruntime MatMul, the same
 MLAS kernels and thread count as the model), and the model's *useful* multiply-accumulates per
@@ -177,6 +182,7 @@ class Timers:
         self.coder = 0.0
         self._patched: list[tuple[object, str, object]] = []
         self.model_threads: set[int] = set()
+        self.full_calls: list[np.ndarray] = []  # the token arrays full_freqs was called with
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -213,8 +219,16 @@ class Timers:
         self._patch(mixing.AdaptiveMixer, "code", "mixer")
         self._patch(mixing.AdaptiveMixer, "decode", "mixer")
         self._patch(model, "full_freqs", "model")
-        make_decoder = model.decoder
+        timed_full = model.full_freqs
         timers = self
+
+        def full_freqs(tokens):
+            with timers._lock:
+                timers.full_calls.append(np.array(tokens, copy=True))
+            return timed_full(tokens)
+
+        model.full_freqs = full_freqs
+        make_decoder = model.decoder
 
         def decoder(batch, **kwargs):
             stepper = make_decoder(batch, **kwargs)
@@ -251,27 +265,46 @@ class Timers:
     def reset(self) -> None:
         self.model = self.mixer = self.coder = 0.0
         self.model_threads = set()
+        self.full_calls = []
 
 
 # -- one model -----------------------------------------------------------------------------------
 
 
-def _timed(timers: Timers, fn, repeat: int = 1):
-    """Run ``fn`` ``repeat`` (>= 1) times; its result and the timing of the median run by wall time
-    (the lower middle one for an even count), with every run's wall seconds in ``runs_seconds``
-    (the machine is shared: single runs vary by about 10 %)."""
+def _timed(timers: Timers, model, fn, repeat: int = 1):
+    """Run ``fn`` ``repeat`` (>= 1) times as it is, then once more with ``timers`` installed on
+    ``model``. Returns its result and the timing: ``seconds`` / ``cpu_seconds`` of the median plain
+    run by wall time (the lower middle one for an even count) and every plain run's wall seconds
+    in ``runs_seconds`` (the machine is shared: single runs vary by about 10 %); the split into
+    model, mixer, coder and other seconds comes from the profiled run (``profiled_seconds`` its
+    wall time), because the timers' wrappers cost time of their own, under the GIL and a lock, on
+    every decode step of every concurrent group. ``model_alone_s``: the
+    profiled run's ``full_freqs`` calls replayed one after another with nothing else running (the
+    encoder overlaps them with the mixer), or None when it made none."""
     runs = []
     for _ in range(max(1, repeat)):
-        timers.reset()
         t, c = time.perf_counter(), time.process_time()
         result = fn()
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        runs.append({"seconds": wall, "cpu_seconds": cpu, "model_s": timers.model, "mixer_s": timers.mixer,
-                     "coder_s": timers.coder,
-                     "other_s": max(0.0, wall - timers.model - timers.mixer - timers.coder),
-                     "model_threads": max(1, len(timers.model_threads))})
+        runs.append({"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c})
     median = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
-    return result, {**median, "runs_seconds": [r["seconds"] for r in runs]}
+    timers.reset()
+    timers.install(model)
+    try:
+        t = time.perf_counter()
+        fn()
+        profiled = time.perf_counter() - t
+    finally:
+        timers.uninstall()
+    model_alone = None
+    if timers.full_calls:
+        t = time.perf_counter()
+        for tokens in timers.full_calls:
+            model.full_freqs(tokens)
+        model_alone = time.perf_counter() - t
+    return result, {**median, "runs_seconds": [r["seconds"] for r in runs], "profiled_seconds": profiled,
+                    "model_s": timers.model, "mixer_s": timers.mixer, "coder_s": timers.coder,
+                    "other_s": max(0.0, profiled - timers.model - timers.mixer - timers.coder),
+                    "model_threads": max(1, len(timers.model_threads)), "model_alone_s": model_alone}
 
 
 def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Timers, repeat: int,
@@ -284,7 +317,7 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         layout = plane_layout(data.nbytes, dtype)
         planes = split_planes(raw, dtype)
         bodies = lmcoding.encode_planes(model, [planes], segment)
-        out, dec = _timed(timers, lambda: lmcoding.decode_planes(model, bodies, [layout], segment), repeat)
+        out, dec = _timed(timers, model, lambda: lmcoding.decode_planes(model, bodies, [layout], segment), repeat)
         assert all(np.array_equal(a, b) for a, b in zip(out[0], [p for p, _ in planes])), "round trip failed"
         return len(bodies[0]), dec
     # the codec's own layout and transform policy, for a 1-D chunk (record length unknown)
@@ -302,7 +335,7 @@ def _stream_level(model, data: np.ndarray, segment: int, mix: bool, timers: Time
         return invert_transform(join_planes(list(out), data.nbytes, dtype), dtype, Transform(prm.transform),
                                 prm.record_length)
 
-    out, dec = _timed(timers, decode, repeat)
+    out, dec = _timed(timers, model, decode, repeat)
     assert out.tobytes() == data.tobytes(), "round trip failed"
     return len(bodies[0]), dec
 
@@ -322,21 +355,17 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     model_mode = "LM_MIX" if mix else "LM"
 
     timers = Timers()
-    timers.install(model)
-    try:
-        # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
-        encoded, enc = _timed(timers, lambda: codec.encode(data), repeat)
-        mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
-        if mode == model_mode and codec_level:
-            decoded, dec = _timed(timers, lambda: codec.decode(encoded), repeat)
-            assert decoded == data.tobytes(), "round trip failed"
-            compressed = len(encoded) - HEADER_SIZE
-            level = "LMCodec"
-        else:  # zstd/raw won: time the model decode on the model body itself
-            compressed, dec = _stream_level(model, data, segment, mix, timers, repeat, mixer_version)
-            level = f"LMCodec encode ({mode} won), {'mixcoding' if mix else 'lmcoding'} decode"
-    finally:
-        timers.uninstall()
+    # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
+    encoded, enc = _timed(timers, model, lambda: codec.encode(data), repeat)
+    mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
+    if mode == model_mode and codec_level:
+        decoded, dec = _timed(timers, model, lambda: codec.decode(encoded), repeat)
+        assert decoded == data.tobytes(), "round trip failed"
+        compressed = len(encoded) - HEADER_SIZE
+        level = "LMCodec"
+    else:  # zstd/raw won: time the model decode on the model body itself
+        compressed, dec = _stream_level(model, data, segment, mix, timers, repeat, mixer_version)
+        level = f"LMCodec encode ({mode} won), {'mixcoding' if mix else 'lmcoding'} decode"
 
     n = data.nbytes
     try:
@@ -373,6 +402,9 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
             # useful work per second of model time
             "model_gflops_useful": 2 * macs["useful"] * model_rate / 1e9,
             "model_gflops_computed": 2 * macs["full_graph" if label == "encode" else "step"] * model_rate / 1e9,
+            # the encoder's model calls replayed alone (no mixer sharing the cores)
+            "model_alone_gflops_useful": (2 * macs["useful"] * n / t["model_alone_s"] / 1e9
+                                          if t["model_alone_s"] else None),
         }
     return result
 
@@ -398,16 +430,18 @@ def table(results: dict) -> str:
             f"{results['matmul_gflops']['model_shaped']:.1f} GFLOP/s [8192,128]x[128,512]",
             "",
             f"{'model':22s} {'op':6s} {'KB/s':>8s} {'range':>13s} {'KB/cpu-s':>8s} {'model s':>8s} {'mixer s':>8s} {'coder s':>8s} "
-            f"{'other s':>8s} {'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s}  level"]
+            f"{'other s':>8s} {'MMAC/B':>7s} {'GFLOP/s':>8s} {'of peak':>7s} {'alone':>6s}  level"]
     for r in results["models"]:
         for label in ("encode", "decode"):
             t = r[label]
             span = f"{r['bytes'] / max(t['runs_seconds']) / 1e3:.0f}-{r['bytes'] / min(t['runs_seconds']) / 1e3:.0f}"
+            alone = (f"{t['model_alone_gflops_useful'] / peak:6.1%}" if t.get("model_alone_gflops_useful")
+                     else f"{'-':>6s}")
             rows.append(
                 f"{r['model']:22s} {label:6s} {t['kb_per_s']:8.1f} {span:>13s} {t['kb_per_cpu_s']:8.1f} {t['model_s']:8.2f} "
                 f"{t.get('mixer_s', 0.0):8.2f} {t['coder_s']:8.2f} "
                 f"{t['other_s']:8.2f} {r['macs_per_byte']['useful'] / 1e6:7.3f} {t['model_gflops_useful']:8.1f} "
-                f"{t['model_gflops_useful'] / peak:7.1%}  {r['level']}")
+                f"{t['model_gflops_useful'] / peak:7.1%} {alone}  {r['level']}")
         rows.append(f"{'':22s} {r.get('codec', 'LMCodec(mix=False)')}: {r['bytes']} bytes -> chunk of "
                     f"{r['encoded_bytes']} ({r['codec_mode']}); model body {r['lm_bits_per_byte']:.2f} bits/byte")
     return "\n".join(rows)
@@ -475,7 +509,11 @@ def main(argv: list[str] | None = None) -> dict:
     results["matmul_gflops"] = {k: max(run[k] for run in results["matmul_runs"]) for k in results["matmul_runs"][0]}
     for r in results["models"]:
         for label in ("encode", "decode"):
-            r[label]["fraction_of_matmul_peak"] = r[label]["model_gflops_useful"] / results["matmul_gflops"]["square_1024"]
+            t = r[label]
+            peak = results["matmul_gflops"]["square_1024"]
+            t["fraction_of_matmul_peak"] = t["model_gflops_useful"] / peak
+            alone = t["model_alone_gflops_useful"]
+            t["model_alone_fraction_of_matmul_peak"] = alone / peak if alone else None
     results["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
