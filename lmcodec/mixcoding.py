@@ -103,6 +103,13 @@ version 3 up to 2-4 rows of 256 bytes per coded byte in each of the o2/o4/o6 tab
 at most 4 + 2 x 16 MiB per plane, touched only where written; plus the model's
 tables of one block of rounds while encoding: ``ENCODE_TABLE_BYTES``, or one round of
 ``group * segment_length * 1 KiB`` when that is more, e.g. 64 MiB for lm-small-v1)."""
+MIN_CONCURRENT_CACHE_BYTES = 1 << 20
+"""Decoding splits its streams over several CPU workers only while each worker's batch reads at
+least this much KV cache per step (``lanes x model.cache_bytes_per_lane()``). Below that a step's
+model work is small against its fixed costs, and two threads that hand the GIL to each other
+several times per step decode more slowly than one (measured on a 2-core VM, fast preset, one
+chunk per call: 64 KiB 25.9 against 20.5 KB/s, 1 MiB 118.9 against 165.2; lm-small-v1 at 64 KiB
+9.3 against 10.5, docs/performance.md)."""
 ENCODE_TABLE_BYTES = 16 << 20
 """The encoder's budget for one block of model tables (1 KiB per byte): a group takes as many
 rounds per model call as fit, and at least one (16 MiB measured faster than 64 MiB: the tables
@@ -554,17 +561,22 @@ def decode_chunks(
     # A model with several CPU workers decodes one batch of streams per worker concurrently
     # (model step, mixer and rANS of a batch in one thread, which keeps every core busy), with
     # batches of at most ``group // workers`` streams (a shared group is never split) so the
-    # caches in memory stay within ``group``.
-    workers = max(1, int(getattr(model, "workers", 1)))
+    # caches in memory stay within ``group``; fewer workers when the batches would be small
+    # (MIN_CONCURRENT_CACHE_BYTES).
+    model_workers = max(1, int(getattr(model, "workers", 1)))
+    workers = decode_workers(model, len(todo))
     size = max(1, min(group // workers, -(-len(todo) // workers))) if workers > 1 else group
     batches = [(version, members, groups) for version, us in units.items()
                for members, groups in _batches([u for u in us if any(todo[i][5] is None for i in u)], size)]
     concurrent = workers > 1 and len(batches) > 1
+    # threads of each batch's model step: one per batch when batches run concurrently or small
+    # batches keep to one worker; the model's own split (None) when one batch has every worker
+    step_workers = 1 if model_workers > 1 and (concurrent or workers == 1) else None
 
     def run(version: int, members: list[int], groups: np.ndarray) -> None:
         items = [todo[i] for i in members]
         config = MIXER_RULES[version][0]
-        decoded = _decode_group(model, items, segment_length, 1 if concurrent else None, config, groups)
+        decoded = _decode_group(model, items, segment_length, step_workers, config, groups)
         for (s, *_), d in zip(items, decoded):
             out[s.chunk][s.plane][s.start : s.start + s.length] = d
 
@@ -576,6 +588,16 @@ def decode_chunks(
         for batch in batches:
             run(*batch)
     return [(planes, prs.params) for planes, prs in zip(out, parsed)]
+
+
+def decode_workers(model: FrequencyModel, lanes: int) -> int:
+    """CPU workers that decode ``lanes`` streams together: the model's ``workers`` (1 for models
+    without), fewer when each would read less than :data:`MIN_CONCURRENT_CACHE_BYTES` of KV cache
+    per step. Never changes the output, only which thread decodes which streams."""
+    workers = max(1, int(getattr(model, "workers", 1)))
+    if workers > 1 and hasattr(model, "cache_bytes_per_lane"):
+        workers = max(1, min(workers, lanes * model.cache_bytes_per_lane() // MIN_CONCURRENT_CACHE_BYTES))
+    return workers
 
 
 def _decode_group(model: FrequencyModel, members, segment_length: int, workers: int | None,

@@ -245,7 +245,9 @@ class OnnxFrequencyModel:
 class _LaneGroup:
     """KV cache of a contiguous range of lanes: one pre-allocated float32 buffer per layer and
     kind, block-major as the step graph expects (keys ``[NB, b, H, Dh, blk]``, values
-    ``[NB, b, H, blk, Dh]``, position ``j`` in block ``j // blk``)."""
+    ``[NB, b, H, blk, Dh]``, position ``j`` in block ``j // blk``), and the step graph's inputs
+    for the block in use (``feeds``, rebuilt by :meth:`feeds_for` when the block changes: a
+    decode step's Python work is a fixed cost per step, paid on top of onnxruntime's)."""
 
     def __init__(self, cfg: ModelConfig, lanes: slice, block: int) -> None:
         n_blocks = -(-cfg.context_length // block)
@@ -254,6 +256,20 @@ class _LaneGroup:
         self.lanes = lanes
         self.k = [np.zeros((n_blocks, b, h, dh, block), dtype=np.float32) for _ in range(cfg.n_layers)]
         self.v = [np.zeros((n_blocks, b, h, block, dh), dtype=np.float32) for _ in range(cfg.n_layers)]
+        self.feeds: dict[str, np.ndarray] = {}
+        self._blocks = -1  # blocks the feeds pass
+
+    def feeds_for(self, tokens: np.ndarray, p: int, blocks: int) -> dict[str, np.ndarray]:
+        """The step graph's inputs for position ``p`` whose cache prefix is ``blocks`` blocks
+        (views, no copy) and this group's share of ``tokens``."""
+        if blocks != self._blocks:
+            self._blocks = blocks
+            for layer, (k, v) in enumerate(zip(self.k, self.v)):
+                self.feeds[f"past_k{layer}"] = k[:blocks]
+                self.feeds[f"past_v{layer}"] = v[:blocks]
+        self.feeds["token"] = tokens[self.lanes]
+        self.feeds["pos"] = np.array(p, dtype=np.int64)
+        return self.feeds
 
 
 class OnnxStepDecoder:
@@ -282,11 +298,7 @@ class OnnxStepDecoder:
 
     def _run(self, group: _LaneGroup, tokens: np.ndarray, p: int) -> np.ndarray:
         nb, offset = divmod(p, self.block)
-        feeds = {"token": tokens[group.lanes], "pos": np.array(p, dtype=np.int64)}
-        for layer, (k, v) in enumerate(zip(group.k, group.v)):
-            feeds[f"past_k{layer}"] = k[: nb + 1]
-            feeds[f"past_v{layer}"] = v[: nb + 1]
-        freqs, new_k, new_v = self._session.run(None, feeds)
+        freqs, new_k, new_v = self._session.run(None, group.feeds_for(tokens, p, nb + 1))
         for layer, (k, v) in enumerate(zip(group.k, group.v)):
             k[nb, :, :, :, offset] = new_k[layer]
             v[nb, :, :, offset, :] = new_v[layer]
@@ -297,6 +309,9 @@ class OnnxStepDecoder:
         if p >= self.context_length:
             raise ValueError("step decoder is past the model's context length")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(self.batch)
-        parts = self._model.parallel(lambda group: self._run(group, tokens, p), self._groups)
+        if len(self._groups) == 1:
+            out = self._run(self._groups[0], tokens, p)
+        else:
+            out = np.concatenate(self._model.parallel(lambda group: self._run(group, tokens, p), self._groups))
         self.pos += 1
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return out

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from lmcodec import LMCodec
+from lmcodec import LMCodec, mixcoding
 from lmcodec.format import Mode, parse_header
 from lmcodec.frequency_model import start_token
 from lmcodec.lmcoding import decode_planes, encode_planes
@@ -52,6 +52,30 @@ def test_lane_batching_does_not_change_bytes(small_model):
         assert all(np.array_equal(d, p) for dc, c in zip(decoded, chunks) for d, (p, _) in zip(dc, c))
     # each chunk alone gives the same body as in the pooled call
     assert [encode_planes(model, [c], 33)[0] for c in chunks] == reference
+
+
+@pytest.mark.parametrize("mixer_version", [1, 3])
+def test_decode_workers_do_not_change_bytes(small_model, mixer_version):
+    """mixcoding decodes few streams on one worker (its step in one thread) and many on two
+    (mixer version 1: two concurrent batches; 3: the plane's streams share statistics, so one
+    batch whose steps the model splits): the same bytes every way, and as a one-thread model."""
+    _, model = small_model
+    assert model.cache_bytes_per_lane() == 32 << 10
+    one = OnnxFrequencyModel(model.full_path, model.step_path, CFG, model.model_id, device="cpu", threads=1)
+    two = OnnxFrequencyModel(model.full_path, model.step_path, CFG, model.model_id, device="cpu", threads=2)
+    seg = CFG.context_length
+    version = mixcoding.FORMAT_OF_MIXER[mixer_version]
+    for streams, workers in ((4, 1), (31, 1), (64, 2)):
+        assert mixcoding.decode_workers(one, streams) == 1
+        assert mixcoding.decode_workers(two, streams) == workers
+        plane = ((np.arange(streams * seg - 7) % 7) * 3).astype(np.uint8)  # coded, not stored raw
+        params = [mixcoding.StreamParams(1, 0)]  # one segment per stream
+        (body,) = mixcoding.encode_chunks(one, [[(plane, 0)]], seg, params, mixer_version=mixer_version)
+        assert mixcoding.encode_chunks(two, [[(plane, 0)]], seg, params, mixer_version=mixer_version) == [body]
+        for m in (one, two):
+            ((decoded, _),) = mixcoding.decode_chunks(m, [body], [[(len(plane), 0)]], seg, [version])
+            assert decoded[0].tobytes() == plane.tobytes()
+        assert len(body) < len(plane)  # streams coded, not stored raw (those need no decoding)
 
 
 @pytest.mark.parametrize("block", [1, 7, 32, 64])
