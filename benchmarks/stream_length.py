@@ -38,6 +38,18 @@ from lmcodec.corpus import KINDS, load_samples  # noqa: E402
 DEFAULT_CODECS = "lm-fast-v1:1,lm-small-v1:3"
 
 
+def _best_seconds(decode, expected: list[bytes], repeat: int, label: str) -> float:
+    """Fastest of ``repeat`` (>= 1) timed calls of ``decode()``; each must return ``expected``."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        decoded = decode()
+        best = min(best, time.perf_counter() - start)
+        if decoded != expected:
+            raise SystemExit(f"{label}: round trip failed")
+    return best
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--codecs", default=DEFAULT_CODECS,
@@ -67,20 +79,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     audio = encoded
             encode_s = time.perf_counter() - start
             codec.decode(audio[0])  # warm-up: sessions, compiled kernels
-            best = float("inf")
-            for _ in range(max(1, args.repeat)):
-                start = time.perf_counter()
-                for enc, original in zip(audio, chunks["audio"]):
-                    if codec.decode(enc) != original.tobytes():
-                        raise SystemExit(f"{spec} stream length {length}: round trip failed")
-                best = min(best, time.perf_counter() - start)
-            batch_best = float("inf")
-            for _ in range(max(1, args.repeat)):
-                start = time.perf_counter()
-                decoded = codec.decode_batch(audio)
-                batch_best = min(batch_best, time.perf_counter() - start)
-                if decoded != [c.tobytes() for c in chunks["audio"]]:
-                    raise SystemExit(f"{spec} stream length {length}: batch round trip failed")
+            expected = [c.tobytes() for c in chunks["audio"]]
+            label = f"{spec} stream length {length}"
+            best = _best_seconds(lambda: [codec.decode(e) for e in audio], expected, args.repeat, label)
+            batch_best = _best_seconds(lambda: codec.decode_batch(audio), expected, args.repeat, f"{label}, batch")
             total = sum(sizes.values())
             row = {"model": model, "mixer_version": int(mixer_version), "stream_length": length,
                    "chunk_bytes": args.chunk_bytes, "raw_bytes": raw, "compressed_bytes": total,

@@ -563,15 +563,15 @@ def decode_chunks(
     # batches of at most ``group // workers`` streams (a shared group is never split) so the
     # caches in memory stay within ``group``; fewer workers when the batches would be small
     # (MIN_CONCURRENT_CACHE_BYTES).
-    model_workers = max(1, int(getattr(model, "workers", 1)))
     workers = decode_workers(model, len(todo))
     size = max(1, min(group // workers, -(-len(todo) // workers))) if workers > 1 else group
     batches = [(version, members, groups) for version, us in units.items()
                for members, groups in _batches([u for u in us if any(todo[i][5] is None for i in u)], size)]
     concurrent = workers > 1 and len(batches) > 1
-    # threads of each batch's model step: one per batch when batches run concurrently or small
-    # batches keep to one worker; the model's own split (None) when one batch has every worker
-    step_workers = 1 if model_workers > 1 and (concurrent or workers == 1) else None
+    # threads of each batch's model step (only models with workers take the argument): one per
+    # batch when batches run concurrently or keep to one worker; the model's own split (None)
+    # when one batch has every worker
+    step_workers = 1 if hasattr(model, "workers") and (concurrent or workers == 1) else None
 
     def run(version: int, members: list[int], groups: np.ndarray) -> None:
         items = [todo[i] for i in members]
