@@ -132,6 +132,7 @@ def test_graphs_contain_no_slow_or_inexact_lookups():
     per-position norm factor), and no op outside the exact set appears."""
     weights = IntegerWeights.random(CFG, seed=0)
     allowed = {"Abs", "Add", "ArgMin", "Cast", "Clip", "Concat", "Div", "Floor", "Gather", "GatherElements",
+               "ReduceProd",
                "GreaterOrEqual", "Greater", "Identity", "MatMul", "Max", "Min", "Mul", "Range", "ReduceMax",
                "ReduceSum", "Reshape", "ScatterElements", "Shape", "Slice", "Split", "Squeeze", "Sub", "Transpose",
                "Unsqueeze", "Where"}

@@ -3,8 +3,9 @@ cache (decode path), both built from the same :class:`IntegerWeights`.
 
 Only exact operations on integer values appear: float32 MatMul/Add/Sub/Max/Min/Clip/Floor,
 ReduceMax/ReduceSum, Mul by powers of two, rank-1 GatherElements (lookup tables), Gather
-(embedding rows, per-position norm factors), one float32 Div, Cast, and data movement (Slice,
-Split, Concat, Reshape, Transpose); graphs built with ``output="freqs"`` add the table tail (a
+(embedding rows, per-position norm factors, a layer's position biases), one float32 Div, Cast,
+int64 shape arithmetic (Shape, Range, ReduceProd), and data movement (Slice, Split, Concat,
+Reshape, Transpose); graphs built with ``output="freqs"`` add the table tail (a
 float64 Div, ArgMin, ScatterElements). No int8 kernels (MatMulInteger/QLinear*), no
 Softmax/Exp/Erf/Sqrt/LayerNormalization.
 docs/performance.md explains the speed-related choices.
@@ -164,6 +165,13 @@ class _GraphBuilder:
     def ints(self, *values: int) -> str:
         return self.const(list(values), np.int64)
 
+    def scalar_index(self, value: int) -> str:
+        """A 0-d int64 initializer: Gather with it drops the gathered axis (:meth:`const` stores
+        scalars as 1-element vectors)."""
+        name = self._name("index")
+        self.initializers.append(numpy_helper.from_array(np.array(value, dtype=np.int64), name))
+        return name
+
     # -- exact integer building blocks ------------------------------------------------------
     def scale(self, x: str, shift: int) -> str:
         """``x * 2**-shift``: exact for dyadic values (no rounding, the mantissa is kept)."""
@@ -172,15 +180,17 @@ class _GraphBuilder:
     def clip(self, x: str, low: float, high: float) -> str:
         return self.op("Clip", x, self.const(low), self.const(high))
 
-    def lookup(self, table: str, index: str) -> str:
+    def lookup(self, table: str, index: str, shape: tuple[int, ...] | None = None) -> str:
         """``table[index]`` elementwise for an int32 index tensor of any shape.
 
         GatherElements on the flattened index: onnxruntime's rank-1 GatherElements is a plain
         loop (about 2 ns per element here) while Gather copies one element per memcpy (about
-        12 ns); the two Reshapes are free.
+        12 ns); the two Reshapes are free. ``shape``: the index's shape as Reshape constants
+        (at most one ``-1``) where the graph knows it, which saves a Shape node.
         """
         flat = self.op("GatherElements", table, self.op("Reshape", index, self.ints(-1)), axis=0)
-        return self.op("Reshape", flat, self.op("Shape", index), allowzero=1)  # empty pieces stay empty
+        target = self.ints(*shape) if shape is not None else self.op("Shape", index)
+        return self.op("Reshape", flat, target, allowzero=int(shape is None))  # empty pieces stay empty
 
     def floor_index(self, x: str) -> str:
         """int32 ``floor(x)`` of a non-negative float tensor (Cast truncates toward zero)."""
@@ -200,12 +210,16 @@ class _GraphBuilder:
 class _ModelGraph:
     """The layers of the model, expressed once for both graphs.
 
-    Activations are ``[B, n, D]`` (``n = 1`` in the step graph); attention tensors are
-    ``[B, H, n, ...]``.
+    Full graph (``single_position=False``): activations ``[B, n, D]``, attention tensors
+    ``[B, H, n, ...]``. Step graph (``single_position=True``): activations ``[B, D]``, per-head
+    tensors ``[1, B, H, 1, Dh]`` (the layout of the cache's leading block axis, so that no
+    Unsqueeze/Squeeze/Transpose is needed around the attention). A decode step pays a fixed cost
+    per onnxruntime node (0.3-0.5 us here), so the step graph avoids every node it can.
     """
 
-    def __init__(self, g: _GraphBuilder, weights: IntegerWeights) -> None:
+    def __init__(self, g: _GraphBuilder, weights: IntegerWeights, single_position: bool = False) -> None:
         self.g = g
+        self.single = single_position
         self.w = weights
         self.cfg = cfg = weights.config
         self.bounds = graph_bounds(cfg)
@@ -233,10 +247,12 @@ class _ModelGraph:
         return g.op("Floor", g.op("Mul", r, g.op("Gather", self.inv, m)))
 
     def affine(self, x: str, weight: str, bias: str, width: int) -> str:
-        """``x @ W + b`` on ``[B, n, K]``, flattened to 2-D so that onnxruntime fuses the MatMul
-        and the Add into one Gemm (the bias initialises the accumulator: the partial sums stay
-        within the same bound ``|x @ W| + |b|``)."""
+        """``x @ W + b`` on ``[B, n, K]`` (flattened to 2-D) or ``[B, K]``, so that onnxruntime
+        fuses the MatMul and the Add into one Gemm (the bias initialises the accumulator: the
+        partial sums stay within the same bound ``|x @ W| + |b|``)."""
         g = self.g
+        if self.single:
+            return g.op("Add", g.op("MatMul", x, weight), bias)
         out_shape = g.op("Concat", g.op("Slice", g.op("Shape", x), g.ints(0), g.ints(2)), g.ints(-1), axis=0)  # [B, n, -1]
         acc = g.op("Add", g.op("MatMul", g.op("Reshape", x, g.ints(-1, width)), weight), bias)
         return g.op("Reshape", acc, out_shape)
@@ -249,50 +265,65 @@ class _ModelGraph:
     def residual_add(self, r: str, delta: str) -> str:
         return self.g.clip(self.g.op("Add", r, delta), -RES_MAX, RES_MAX)
 
-    def qkv(self, r: str, layer: int, single_position: bool = False) -> tuple[str, str, str]:
-        """Per-head q (scaled by ``2**-shift_att``), k, v: ``[B, H, n, Dh]`` each.
+    def qkv(self, r: str, layer: int) -> tuple[str, str, str]:
+        """Per-head q (scaled by ``2**-shift_att``), k, v: ``[B, H, n, Dh]`` each (step graph:
+        ``[1, B, H, 1, Dh]``).
 
         The weight's columns are regrouped per head as (q | k | v) of head 0, then head 1, ...
         (taken from the (q | k | v, head-major) weight). For ``n`` positions,
         ``x [B, 1, n, D] @ W [H, D, 3 Dh]`` yields the heads directly (no Transpose); for a
-        single position (step graph) one 2-D product ``[B, 1, D] @ [D, H * 3 Dh]`` followed by a
-        free Reshape to ``[B, H, 1, 3 Dh]`` avoids ``B * H`` tiny products.
+        single position (step graph) one 2-D product ``[B, D] @ [D, H * 3 Dh]`` followed by a
+        free Reshape avoids ``B * H`` tiny products.
         """
         g, cfg = self.g, self.cfg
         h, dh, d = cfg.n_heads, cfg.head_dim, cfg.d_model
         w = self.w[f"l{layer}.wqkv"].astype(np.float64).reshape(d, 3, h, dh).transpose(2, 0, 1, 3)  # [H, D, 3, Dh]
         w = (w.reshape(h, d, 3 * dh) * 2.0 ** -cfg.shift_qkv).astype(np.float32)
         x = self.absmax_norm(r)
-        if single_position:
+        if self.single:
             weight = g.tensor(f"l{layer}.wqkv_heads", np.ascontiguousarray(w.transpose(1, 0, 2).reshape(d, h * 3 * dh)))
-            acc = g.op("Reshape", g.op("MatMul", x, weight), g.ints(0, h, 1, 3 * dh))
+            acc = g.op("Reshape", g.op("MatMul", x, weight), g.ints(1, -1, h, 1, 3 * dh))
         else:
             weight = g.tensor(f"l{layer}.wqkv_heads", w)
             acc = g.op("MatMul", g.op("Unsqueeze", x, g.ints(1)), weight)
         qkv = g.clip(g.op("Floor", acc), -ACT_MAX, ACT_MAX)  # [B, H, n, 3 Dh]
         q, k, v = g.op("Split", qkv, g.ints(dh, dh, dh), axis=-1, outputs=3)
+        if self.single:
+            # a Dh-wide constant, not a scalar: onnxruntime would fuse a scalar Mul into the
+            # q @ K MatMul as FusedMatMul, measured 2x slower on these batched products
+            return g.op("Mul", q, g.const(np.full(dh, 2.0 ** -cfg.shift_att))), k, v
         return g.scale(q, cfg.shift_att), k, v
 
-    def exp_numerators(self, z: str) -> str:
-        """``E[floor(z)] * 2**10`` for scaled score gaps ``z = (max - s) * 2**-shift_att >= 0``."""
+    def exp_numerators(self, z: str, shape: tuple[int, ...] | None = None) -> str:
+        """``E[floor(z)] * 2**10`` for scaled score gaps ``z = (max - s) * 2**-shift_att >= 0``
+        (``shape``: as for :meth:`_GraphBuilder.lookup`)."""
         g = self.g
         index = g.floor_index(z)
         if self.att_clamp:
             index = g.op("Min", index, g.const(ATT_LUT_SIZE - 1, np.int32))
-        return g.lookup(self.att_exp, index)
+        return g.lookup(self.att_exp, index, shape)
 
-    def divide(self, numerators: str, sums: str) -> str:
-        """``floor(e * 2**10 / sum(e))``: numerators ``e * 2**10 <= 2**18 < 2**24`` and
-        ``sums = sum(e * 2**10)`` (multiples of 2**10 with ``sum(e) <= T * 256 < 2**24``, exact),
-        so ``sums * 2**-10 = sum(e)`` exactly and the IEEE quotient floors correctly."""
+    def exp_sum(self, sums: str) -> str:
+        """``sum(e)`` from ``sums = sum(e * 2**10)`` (multiples of 2**10 with
+        ``sum(e) <= T * 256 < 2**24``, so the power-of-two scaling is exact)."""
+        return self.g.scale(sums, PROB_BITS)
+
+    def divide(self, numerators: str, exp_sum: str) -> str:
+        """``floor(e * 2**10 / sum(e))`` for numerators ``e * 2**10 <= 2**18 < 2**24`` and
+        ``exp_sum`` from :meth:`exp_sum`: the IEEE quotient of integers below 2**24 floors
+        correctly."""
         g = self.g
-        return g.op("Floor", g.op("Div", numerators, g.scale(sums, PROB_BITS)))
+        return g.op("Floor", g.op("Div", numerators, exp_sum))
 
     def attention_output(self, r: str, o: str, layer: int) -> str:
-        """``o``: ``[B, H, n, Dh]`` sums ``p @ v`` (``|.| <= 2**10 * 127``) -> residual update."""
+        """``o``: ``[B, H, n, Dh]`` (step graph: ``[1, B, H, 1, Dh]``, heads already adjacent)
+        sums ``p @ v`` (``|.| <= 2**10 * 127``) -> residual update."""
         g, cfg = self.g, self.cfg
         o = g.op("Floor", g.scale(o, PROB_BITS))
-        o = g.op("Reshape", g.op("Transpose", o, perm=[0, 2, 1, 3]), g.ints(0, 0, cfg.d_model))
+        if self.single:
+            o = g.op("Reshape", o, g.ints(-1, cfg.d_model))
+        else:
+            o = g.op("Reshape", g.op("Transpose", o, perm=[0, 2, 1, 3]), g.ints(0, 0, cfg.d_model))
         return self.residual_add(r, self.linear(o, f"l{layer}.wo", cfg.shift_attn_out, RES_MAX))
 
     def feed_forward(self, r: str, layer: int) -> str:
@@ -304,7 +335,8 @@ class _ModelGraph:
         s = cfg.shift_ff_in
         acc = self.affine(self.absmax_norm(r), self.param(f"l{layer}.w1", s),
                           self.param(f"l{layer}.b1", s, offset=float(HID_MAX << s)), cfg.d_model)
-        act = g.lookup(self.gelu, g.floor_index(g.clip(acc, 0.0, 2.0 * HID_MAX)))
+        shape = (-1, cfg.d_ff) if self.single else None
+        act = g.lookup(self.gelu, g.floor_index(g.clip(acc, 0.0, 2.0 * HID_MAX)), shape)
         return self.residual_add(r, self.linear(act, f"l{layer}.w2", cfg.shift_ff_out, RES_MAX))
 
     def logit_gaps(self, r: str, clamp: bool) -> str:
@@ -427,7 +459,7 @@ def build_full_graph(weights: IntegerWeights, pieces: int | None = None, output:
             scores = g.op("MatMul", q_piece, g.op("Transpose", k_piece, perm=[0, 1, 3, 2]))  # scaled
             scores = g.op("Add", scores, _position_bias(m, layer, bias_index))  # + [H, rows, keys]
             e = m.exp_numerators(g.op("Sub", g.reduce_max(scores), scores))
-            outputs.append(g.op("MatMul", m.divide(e, g.reduce_sum(e)), v_piece))
+            outputs.append(g.op("MatMul", m.divide(e, m.exp_sum(g.reduce_sum(e))), v_piece))
         o = g.op("Concat", *outputs, axis=2) if pieces > 1 else outputs[0]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
     g.nodes.append(helper.make_node("Identity", [m.output(r, output)], [output]))
@@ -436,49 +468,71 @@ def build_full_graph(weights: IntegerWeights, pieces: int | None = None, output:
     return _finish(g, "lmcodec_full", inputs, outputs, weights)
 
 
+def _step_position_biases(m: _ModelGraph) -> list[str]:
+    """Per layer, the position bias (scaled by ``2**-shift_att``) of every cached slot,
+    ``[nb, 1, H, 1, blk]``, for ``0 <= pos < T``: ``pos_bias[h, pos - j]`` at slot ``j < pos`` and
+    :data:`ADDITIVE_MASK` at ``j >= pos`` (not yet written, or stale).
+
+    The bias depends on ``pos - j`` only, so one constant per layer holds it for every position:
+    ``G[h, y] = bias at distance T - y`` (masked for ``y >= T``), and slots ``j = 0 .. S - 1``
+    (``S = nb * blk < T + blk <= 2 T``) read the contiguous run ``G[h, T - pos + j]``, inside the
+    ``3 T`` columns of ``G``. One Slice of the layers' stacked constants ``[L, H, 3 T]`` and a
+    reshape into cache blocks serve all layers: ~10 nodes instead of ~20 per step.
+    """
+    g, cfg = m.g, m.cfg
+    t, h = cfg.context_length, cfg.n_heads
+    y = np.arange(3 * t)
+    distance = t - y  # 1 .. T - 1 in use; <= 0 (and T, never sliced) are masked
+    allowed = (distance >= 1) & (distance <= t - 1)
+    stacked = np.full((cfg.n_layers, h, 3 * t), ADDITIVE_MASK)
+    for layer in range(cfg.n_layers):
+        stacked[layer][:, allowed] = m.w[f"l{layer}.pos_bias"].astype(np.float64)[:, distance[allowed]]
+    table = g.tensor("pos_bias_by_offset", (stacked * 2.0 ** -cfg.shift_att).astype(np.float32))
+    nb_blk = g.op("Gather", g.op("Shape", "past_k0"), g.ints(0, 4), axis=0)  # [nb, blk]
+    start = g.op("Sub", g.ints(t), "pos")  # [1]
+    end = g.op("Add", start, g.op("ReduceProd", nb_blk, keepdims=1))
+    run = g.op("Slice", table, start, end, g.ints(2))  # [L, H, S]
+    run = g.op("Reshape", run, g.op("Concat", g.ints(cfg.n_layers, h), nb_blk, axis=0))  # [L, H, nb, blk]
+    blocks = g.op("Unsqueeze", g.op("Transpose", run, perm=[0, 2, 1, 3]), g.ints(2, 4))  # [L, nb, 1, H, 1, blk]
+    return [g.op("Gather", blocks, g.scalar_index(layer), axis=0) for layer in range(cfg.n_layers)]
+
+
 def build_step_graph(weights: IntegerWeights, output: str = "gaps") -> onnx.ModelProto:
     """One position for every lane, attending to a block-major KV cache of earlier positions.
 
-    ``output``: as for :func:`build_full_graph` (``"gaps"`` by default).
+    ``output``: as for :func:`build_full_graph` (``"gaps"`` by default). ``pos`` must lie in
+    ``[0, T)`` (the runtime's decoder refuses later steps).
 
     Scores are computed in two parts that share one softmax: the cached positions
     ``[nb, B, H, 1, blk]`` (a batched ``q @ K`` with no copy of the cache) and the current
     position ``[1, B, H, 1, 1]``, whose key and value are not in the cache yet.
     """
     g = _GraphBuilder()
-    m = _ModelGraph(g, weights)
+    m = _ModelGraph(g, weights, single_position=True)
     cfg = weights.config
     h, dh, n_layers = cfg.n_heads, cfg.head_dim, cfg.n_layers
-    # distances of the cached slots: pos - j for j < pos, T (masked) for j >= pos
-    nb, blk = g.dim("past_v0", 0), g.dim("past_v0", 3)
-    slots = g.op("Range", g.const(0, np.int64), g.op("Squeeze", g.op("Mul", nb, blk), g.ints(0)), g.const(1, np.int64))
-    dist = g.op("Sub", "pos", slots)
-    dist = g.op("Where", g.op("Greater", dist, g.const(0, np.int64)), dist, g.const(cfg.context_length, np.int64))
-    bias_shape = g.op("Concat", g.ints(h), nb, blk, axis=0)
-    bias_index = _bias_index(g, cfg, dist, rank=1)  # [H, nb * blk]
-    r = g.op("Gather", m.param("embed"), g.op("Unsqueeze", "token", g.ints(1)))  # [B, 1, D]
+    biases = _step_position_biases(m)
+    r = g.op("Gather", m.param("embed"), "token")  # [B, D]
     new_k, new_v = [], []
     for layer in range(n_layers):
-        q, k, v = m.qkv(r, layer, single_position=True)  # [B, H, 1, Dh]
+        q, k, v = m.qkv(r, layer)  # [1, B, H, 1, Dh]
         new_k.append(k)
         new_v.append(v)
-        bias = g.op("Reshape", _position_bias(m, layer, bias_index), bias_shape)  # [H, nb, blk]
-        bias = g.op("Unsqueeze", g.op("Transpose", bias, perm=[1, 0, 2]), g.ints(1, 3))  # [nb, 1, H, 1, blk]
-        past = g.op("Add", g.op("MatMul", g.op("Unsqueeze", q, g.ints(0)), f"past_k{layer}"), bias)
+        past = g.op("Add", g.op("MatMul", q, f"past_k{layer}"), biases[layer])  # [nb, B, H, 1, blk]
         own_bias = g.const((m.w[f"l{layer}.pos_bias"][:, :1].astype(np.float64) * 2.0 ** -cfg.shift_att)
                            .reshape(1, 1, h, 1, 1), np.float32)
-        own = g.op("Add", g.op("Unsqueeze", g.reduce_sum(g.op("Mul", q, k)), g.ints(0)), own_bias)  # [1, B, H, 1, 1]
+        own = g.op("Add", g.reduce_sum(g.op("Mul", q, k)), own_bias)  # [1, B, H, 1, 1]
         top = g.op("Max", g.reduce_max(past, axes=(0, 4)), own)
         e_past = m.exp_numerators(g.op("Sub", top, past))
-        e_own = m.exp_numerators(g.op("Sub", top, own))
-        total = g.op("Add", g.reduce_sum(e_past, axes=(0, 4)), e_own)
-        o = g.reduce_sum(g.op("MatMul", m.divide(e_past, total), f"past_v{layer}"), axes=(0,), keepdims=0)
-        o = g.op("Add", o, g.op("Mul", g.op("Squeeze", m.divide(e_own, total), g.ints(0)), v))  # [B, H, 1, Dh]
+        e_own = m.exp_numerators(g.op("Sub", top, own), shape=(1, -1, h, 1, 1))
+        total = m.exp_sum(g.op("Add", g.reduce_sum(e_past, axes=(0, 4)), e_own))
+        o = g.reduce_sum(g.op("MatMul", m.divide(e_past, total), f"past_v{layer}"), axes=(0,))
+        o = g.op("Add", o, g.op("Mul", m.divide(e_own, total), v))  # [1, B, H, 1, Dh]
         r = m.feed_forward(m.attention_output(r, o, layer), layer)
-    g.nodes.append(helper.make_node("Identity", [g.op("Reshape", m.output(r, output), g.ints(0, N_SYMBOLS))], [output]))
+    g.nodes.append(helper.make_node("Identity", [m.output(r, output)], [output]))  # [B, 256]
     for name, parts in (("new_k", new_k), ("new_v", new_v)):
-        stacked = [g.op("Unsqueeze", g.op("Squeeze", p, g.ints(2)), g.ints(0)) for p in parts]  # [1, B, H, Dh]
-        g.nodes.append(helper.make_node("Concat", stacked, [name], axis=0))
+        stacked = g.op("Concat", *parts, axis=0) if n_layers > 1 else parts[0]  # [L, B, H, 1, Dh]
+        g.nodes.append(helper.make_node("Reshape", [stacked, g.ints(n_layers, -1, h, dh)], [name]))
     inputs = [
         helper.make_tensor_value_info("token", TensorProto.INT64, ["B"]),
         helper.make_tensor_value_info("pos", TensorProto.INT64, []),
