@@ -223,7 +223,7 @@ def record_length(chunk: np.ndarray) -> int:
 def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
     """Where the bytes of LMCodec chunks go, per byte plane (JSON-ready).
 
-    For every chunk stored in mode ``lm_mix``, :func:`lmcodec.mixcoding.plane_costs` gives the
+    For every chunk stored in mode ``lm_mix``, :func:`lmcodec.mixcoding.body_report` gives the
     body bytes each plane's streams take (word count varints, final states and words, or the raw
     stream bytes); they add up, per plane index, to ``coded_bytes`` next to the plane's raw
     ``bytes``. ``overhead_bytes`` is the rest of those chunks: 36-byte headers and each body's
@@ -236,7 +236,7 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
     element size), ``lm_mix`` chunks the encoder coded unshuffled (no dtype in the header: one
     plane of whole elements, not a byte plane) are counted apart, whole, in ``plain``.
     """
-    from .mixcoding import plane_costs, read_params
+    from .mixcoding import body_report
     from .preprocess import plane_layout
     from .transforms import Transform
 
@@ -261,8 +261,8 @@ def lm_mix_planes(encoded: Sequence[bytes], itemsize: int = 1) -> dict:
             continue
         body = bytes(e[HEADER_SIZE:])
         layout = plane_layout(header.raw_length, header.dtype)
-        costs = plane_costs(body, layout, header.segment_length, header.version, header.dtype)
-        params = read_params(body, layout, header.segment_length, header.version, header.dtype)
+        report = body_report(body, layout, header.segment_length, header.version, header.dtype)
+        params, costs = report.params, report.plane_costs
         lm_chunks += 1
         overhead += len(e) - sum(costs)
         transforms[Transform(params.transform).name.lower()] += 1

@@ -477,7 +477,7 @@ def _plane_section(doc: dict) -> list[str]:
         f"`{codec}` on the multi-byte kinds: bits per byte of each byte plane (plane 0 = least "
         "significant byte of each element; the planes are those of the residuals after the chunk's "
         "element transform) over the dataset's chunks stored in mode lm_mix, from "
-        "`lmcodec.mixcoding.plane_costs` (each plane's streams: word counts, final states and words, "
+        "`lmcodec.mixcoding.body_report` (each plane's streams: word counts, final states and words, "
         "or the bytes of a stream stored raw). *overhead* = the 36-byte chunk headers and each body's "
         "shared prefix (mixer version, transform, varints, raw-stream bitmap) of those chunks, in "
         "bits per raw byte. Chunks stored as zstd or raw are **not** split by plane (one zstd frame "

@@ -39,8 +39,7 @@ import numpy as np
 from .codec import FAST_PRESET
 from .errors import CorruptChunkError, LMCodecError, UnsupportedFormatError
 from .format import HEADER_SIZE, MAGIC, MAX_RAW_LENGTH, Mode, crc32c, parse_header
-from .mixcoding import DECIMAL_FORMAT, DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER, read_params
-from .preprocess import plane_layout
+from .mixcoding import BODY_HEAD_BYTES, DECIMAL_FORMAT, DEFAULT_STREAM_LENGTH, FORMAT_OF_MIXER, decimal_floats
 
 __all__ = ["main", "CONTAINER_MAGIC", "CONTAINER_VERSION"]
 
@@ -392,10 +391,9 @@ def _dtype_label(f, offset: int, length: int, header) -> str:
     if header.mode != Mode.LM_MIX or header.version < DECIMAL_FORMAT:
         return label
     f.seek(offset + HEADER_SIZE)
-    body = _read_exact(f, length - HEADER_SIZE, "chunk body")
-    step = read_params(body, plane_layout(header.raw_length, header.dtype), header.segment_length,
-                       header.version, header.dtype).decimal
-    return label if step is None else f"{step.dtype.str} as {label}"
+    head = _read_exact(f, min(length - HEADER_SIZE, BODY_HEAD_BYTES), "chunk body")
+    floats = decimal_floats(head, header.segment_length, header.version)
+    return label if floats is None else f"{floats.str} as {label}"
 
 
 def cmd_info(args) -> int:

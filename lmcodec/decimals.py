@@ -43,7 +43,7 @@ from .format import code_to_dtype, dtype_to_code
 from .lmcoding import encode_varint, read_varint
 
 __all__ = ["MAX_EXPONENT", "SIGNIFICAND_BITS", "DecimalStep", "integer_dtype", "find_step", "to_integers",
-           "from_integers", "pack_step", "read_step"]
+           "from_integers", "pack_step", "read_step", "read_step_dtype"]
 
 MAX_EXPONENT = {4: 10, 8: 22}
 """Largest decimal exponent by itemsize: ``10**e`` is exact in float32 up to e = 10 (5**10 < 2**24)
@@ -173,18 +173,27 @@ def pack_step(step: DecimalStep) -> bytes:
     return bytes(out) + step.values
 
 
+def read_step_dtype(view: memoryview, pos: int) -> np.dtype:
+    """The float dtype named by the first two bytes (code, flags) of a step section at ``pos``;
+    raises :class:`CorruptChunkError` for bytes :func:`read_step` would reject."""
+    if len(view) - pos < 2:
+        raise CorruptChunkError("body too short for its decimal step")
+    code, flags = view[pos], view[pos + 1]
+    if flags & ~1:
+        raise CorruptChunkError(f"reserved decimal step flags {flags:#x} set")
+    dtype = code_to_dtype(code, flags)
+    if not _eligible(dtype):
+        raise CorruptChunkError(f"decimal step on dtype code {code}; it needs float32 or float64")
+    return dtype
+
+
 def read_step(view: memoryview, pos: int, raw_length: int) -> tuple[DecimalStep, int]:
     """Parse a step section at ``pos`` of the body ``view`` for a chunk of ``raw_length`` bytes;
     return the step and the position after it. Raises :class:`CorruptChunkError` for a section
     that is truncated or out of bounds (checked before anything sized by it is allocated)."""
     if len(view) - pos < 4:
         raise CorruptChunkError("body too short for its decimal step")
-    code, flags, exponent = view[pos], view[pos + 1], view[pos + 2]
-    if flags & ~1:
-        raise CorruptChunkError(f"reserved decimal step flags {flags:#x} set")
-    dtype = code_to_dtype(code, flags)
-    if not _eligible(dtype):
-        raise CorruptChunkError(f"decimal step on dtype code {code}; it needs float32 or float64")
+    dtype, exponent = read_step_dtype(view, pos), view[pos + 2]
     if exponent > MAX_EXPONENT[dtype.itemsize]:
         raise CorruptChunkError(f"decimal exponent {exponent} exceeds {MAX_EXPONENT[dtype.itemsize]} for {dtype}")
     k = dtype.itemsize

@@ -58,7 +58,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .decimals import DecimalStep, pack_step, read_step
+from .decimals import DecimalStep, pack_step, read_step, read_step_dtype
 from .errors import CorruptChunkError
 from .format import WRITE_VERSION, Mode
 from .frequency_model import N_SYMBOLS, FrequencyModel, start_token
@@ -418,15 +418,17 @@ class _Parsed:
     raw_bytes: memoryview
 
 
-def _parse_body(
-    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int, format_version: int,
-    dtype: np.dtype | None = None,
-) -> _Parsed:
-    """Validate one body (of a chunk with ``format_version`` and header ``dtype``) against its
-    layout, allocating nothing sized by untrusted numbers before the body is known to hold them."""
+BODY_HEAD_BYTES = 11
+"""Bytes at the start of a body that name its decimal step's floats (:func:`decimal_floats`):
+mixer version, transform byte, varints ``m`` (at most 4 bytes: ``m <= 2**24``) and ``r`` (at most
+3: ``r <= 65535``), then the step section's dtype code and flags."""
+
+
+def _parse_head(view: memoryview, segment_length: int, format_version: int) -> tuple[int, int, bool, int, int, int]:
+    """``(mixer version, transform id, has a decimal step, m, r, position after r)`` of a body
+    (of a chunk with ``format_version``); raises :class:`CorruptChunkError` as the decoder does."""
     if format_version not in MIXERS_OF_FORMAT:
         raise CorruptChunkError(f"format version {format_version} has no lm_mix mode")
-    view = memoryview(body).cast("B")
     if len(view) < 2:
         raise CorruptChunkError("lm_mix body too short")
     mixer_version = view[0]
@@ -438,6 +440,17 @@ def _parse_body(
         transform, decimal = view[1] & ~_DECIMAL_FLAG, bool(view[1] & _DECIMAL_FLAG)
     m, pos = read_varint(view, 2, MAX_STREAM_LENGTH // segment_length, "segments per stream")
     r, pos = read_varint(view, pos, MAX_RECORD_LENGTH, "record length")
+    return mixer_version, transform, decimal, m, r, pos
+
+
+def _parse_body(
+    body: bytes, layout: Sequence[tuple[int, int]], segment_length: int, chunk: int, format_version: int,
+    dtype: np.dtype | None = None,
+) -> _Parsed:
+    """Validate one body (of a chunk with ``format_version`` and header ``dtype``) against its
+    layout, allocating nothing sized by untrusted numbers before the body is known to hold them."""
+    view = memoryview(body).cast("B")
+    mixer_version, transform, decimal, m, r, pos = _parse_head(view, segment_length, format_version)
     step = None
     if decimal:
         step, pos = read_step(view, pos, sum(length for length, _ in layout))
@@ -475,21 +488,33 @@ def _parse_body(
     return _Parsed(mixer_version, streams, prm, raw, states, np.array(counts, dtype=np.int64), words, view[pos:])
 
 
-def read_params(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
-                format_version: int, dtype: np.dtype | None = None) -> StreamParams:
-    """The stream parameters of a valid body (for reports; raises :class:`CorruptChunkError`
-    like the decoder)."""
-    return _parse_body(body, layout, segment_length, 0, format_version, dtype).params
+def decimal_floats(head: bytes, segment_length: int, format_version: int) -> np.dtype | None:
+    """The float dtype of a body's decimal step, None without one, from the body's first
+    :data:`BODY_HEAD_BYTES` bytes (or the whole of a shorter body): for reports that should not
+    read whole bodies. Raises :class:`CorruptChunkError` where the head itself is corrupt (an
+    unknown mixer version or step dtype, a truncated or out-of-bounds varint); the rest of the body
+    is not checked."""
+    view = memoryview(head).cast("B")
+    _, _, decimal, _, _, pos = _parse_head(view, segment_length, format_version)
+    return read_step_dtype(view, pos) if decimal else None
 
 
-def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
-                format_version: int | None = None, dtype: np.dtype | None = None) -> list[int]:
-    """Body bytes spent on each plane of a valid body: its streams' word count varints, final
-    states and words (or raw bytes); the shared prefix (version, varints, exception list,
-    bitmap) is left out.
+@dataclass(frozen=True)
+class BodyReport:
+    """What a report needs from a valid body (:func:`body_report`)."""
 
-    For reports (bits per byte per plane); raises :class:`CorruptChunkError` like the decoder.
-    """
+    params: StreamParams
+    plane_costs: list[int]
+    """Body bytes spent on each plane: its streams' word count varints, final states and words
+    (or raw bytes); the shared prefix (version, varints, decimal step section, bitmap) is left
+    out."""
+
+
+def body_report(body: bytes, layout: Sequence[tuple[int, int]], segment_length: int,
+                format_version: int | None = None, dtype: np.dtype | None = None) -> BodyReport:
+    """The stream parameters and per-plane costs of a valid body, from one parse (for reports:
+    bits per byte per plane, transforms used); raises :class:`CorruptChunkError` like the
+    decoder. ``format_version``: the chunk header's (default: :data:`WRITE_VERSION`'s)."""
     version = WRITE_VERSION[Mode.LM_MIX] if format_version is None else format_version
     prs = _parse_body(body, layout, segment_length, 0, version, dtype)
     costs = [0] * len(layout)
@@ -500,7 +525,7 @@ def plane_costs(body: bytes, layout: Sequence[tuple[int, int]], segment_length: 
         else:
             costs[s.plane] += _coded_size(int(prs.counts[j]))
             j += 1
-    return costs
+    return BodyReport(prs.params, costs)
 
 
 def decode_chunks(

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lmcodec.format import HEADER_SIZE, Mode, parse_header
-from lmcodec.mixcoding import read_params
-from lmcodec.preprocess import plane_layout
+from lmcodec.mixcoding import decimal_floats
 
 TINY = "lm-tiny-v1"
 DTYPES = ("uint8", "int16", "float32", "float64")
@@ -47,10 +46,9 @@ def coded_dtype(chunk: bytes) -> np.dtype | None:
     (whose header holds the integers' dtype) the floats'."""
     h = parse_header(chunk)
     if h.mode == Mode.LM_MIX:
-        step = read_params(chunk[HEADER_SIZE:], plane_layout(h.raw_length, h.dtype), h.segment_length,
-                           h.version, h.dtype).decimal
-        if step is not None:
-            return step.dtype
+        floats = decimal_floats(chunk[HEADER_SIZE:], h.segment_length, h.version)
+        if floats is not None:
+            return floats
     return h.dtype
 
 

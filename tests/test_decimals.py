@@ -20,7 +20,7 @@ from lmcodec.decimals import (
 )
 from lmcodec.errors import CorruptChunkError
 from lmcodec.format import HEADER_SIZE, Header, Mode, pack_header, parse_header
-from lmcodec.mixcoding import StreamParams, decode_chunks, encode_chunks
+from lmcodec.mixcoding import BODY_HEAD_BYTES, StreamParams, body_report, decimal_floats, decode_chunks, encode_chunks
 from lmcodec.preprocess import plane_layout, split_planes
 
 from conftest import FAKE
@@ -144,6 +144,34 @@ def test_decimal_chunks_are_format_version_5_with_any_mixer_version(mixer_versio
     assert LMCodec().decode(enc) == prices.tobytes()
     assert LMCodec().decode_batch([enc, enc]) == [prices.tobytes()] * 2
     assert len(enc) < 0.65 * len(LMCodec(mixer_version=mixer_version).encode(prices + 1e-9))  # full precision
+
+
+def test_the_floats_of_a_step_are_named_in_the_head_of_the_body():
+    """``lmcodec info`` reads at most a body's first BODY_HEAD_BYTES bytes, not the whole body."""
+    enc, prices = _decimal_chunk()
+    header = parse_header(enc)
+    body = enc[HEADER_SIZE:]
+    report = body_report(body, plane_layout(header.raw_length, header.dtype), header.segment_length,
+                         header.version, header.dtype)
+    floats = report.params.decimal.dtype
+    assert floats == prices.dtype
+    named = [cut for cut in range(len(body) + 1) if _floats_or_none(body[:cut], header.segment_length) is not None]
+    assert named[0] <= BODY_HEAD_BYTES and named == list(range(named[0], len(body) + 1))
+    assert all(decimal_floats(body[:cut], header.segment_length, 5) == floats for cut in named[:3])
+    flags = bytearray(body[:named[0]])
+    flags[-1] = 0x80
+    with pytest.raises(CorruptChunkError, match="reserved decimal step flags"):
+        decimal_floats(bytes(flags), header.segment_length, 5)
+    plain = LMCodec().encode(prices + 1e-9)  # full precision: no decimal step
+    h = parse_header(plain)
+    assert h.mode == Mode.LM_MIX and decimal_floats(plain[HEADER_SIZE:][:BODY_HEAD_BYTES], h.segment_length, h.version) is None
+
+
+def _floats_or_none(head: bytes, segment_length: int):
+    try:
+        return decimal_floats(head, segment_length, 5)
+    except CorruptChunkError:
+        return None
 
 
 def test_a_decimal_body_must_fit_its_header():

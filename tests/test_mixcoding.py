@@ -267,7 +267,7 @@ def test_plane_costs_add_up_to_the_body():
     planes = _planes(data, np.dtype("<i2"))
     layout = [(len(p), k) for p, k in planes]
     (body,) = encode_chunks(FAKE, [planes], 100, [StreamParams(3, 0)])
-    costs = mixcoding.plane_costs(body, layout, 100)
+    costs = mixcoding.body_report(body, layout, 100).plane_costs
     n_streams = 2 * -(-2000 // 300)
     assert sum(costs) == len(body) - 4 - -(-n_streams // 8)  # version, transform, varints, bitmap
     assert costs[1] < costs[0]  # the high bytes of a smooth signal are cheaper
