@@ -1,15 +1,18 @@
-"""What the ``lm_mix`` stream length costs and buys on small chunks: size over every corpus kind,
-and decode speed when chunks are read one per call (zarr's default ``codec_pipeline.batch_size``
-is 1).
+"""What the ``lm_mix`` stream length (and segment length) costs and buys on small chunks: size over
+every corpus kind, and decode speed when chunks are read one per call (zarr's default
+``codec_pipeline.batch_size`` is 1).
 
     python benchmarks/stream_length.py                                   # fast preset and default, 64 KiB chunks
     python benchmarks/stream_length.py --codecs lm-small-v1:3 --lengths 16384,4096 --chunk-bytes 131072
+    python benchmarks/stream_length.py --codecs lm-small-v1:3 --lengths 16384 --segment-lengths 1024,512,256
 
 A decode step advances one byte of every stream of the call, and a step has a fixed cost
 (docs/performance.md), so a chunk of few streams decodes slowly: a 64 KiB int16 chunk has four
 16 KiB streams. Shorter streams give more lanes per step, at some cost in size (each stream
 codes its bytes after fewer bytes of its own; streams of a plane share mixer statistics only
-since mixer version 2).
+since mixer version 2). The segment length (``LMCodec(segment_length=...)``, default the model's
+context) is the model's context within a stream: shorter segments mean less KV cache per lane and
+step (decode reads all of it) and less context for the model.
 
 The chunks are the benchmark's (``lmcodec bench``: the validation split, 256 KiB per kind, cut
 into ``--chunk-bytes`` chunks); every codec encodes each kind in one batch call. Decode speed is
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help=f"comma-separated MODEL:MIXER_VERSION (default {DEFAULT_CODECS}: the fast preset and "
                              "the default codec)")
     parser.add_argument("--lengths", default="16384,4096,2048", help="stream lengths, bytes (default 16384,4096,2048)")
+    parser.add_argument("--segment-lengths", default="0",
+                        help="segment lengths, bytes; 0 = the model's context length (default 0)")
     parser.add_argument("--chunk-bytes", type=int, default=64 << 10)
     parser.add_argument("--repeat", type=int, default=2, help="timed passes over the audio chunks (default 2)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "stream_length.json")
@@ -68,8 +73,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for spec in args.codecs.split(","):
         model, mixer_version = spec.split(":")
-        for length in (int(x) for x in args.lengths.split(",")):
-            codec = LMCodec(model=model, mixer_version=int(mixer_version), stream_length=length)
+        settings = [(int(x), int(y)) for x in args.lengths.split(",") for y in args.segment_lengths.split(",")]
+        for length, segment in settings:
+            codec = LMCodec(model=model, mixer_version=int(mixer_version), stream_length=length,
+                            segment_length=segment or None)
             sizes, audio = {}, []
             start = time.perf_counter()
             for kind, cs in chunks.items():
@@ -80,17 +87,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             encode_s = time.perf_counter() - start
             codec.decode(audio[0])  # warm-up: sessions, compiled kernels
             expected = [c.tobytes() for c in chunks["audio"]]
-            label = f"{spec} stream length {length}"
+            label = f"{spec} stream length {length} segment length {segment or 'default'}"
             best = _best_seconds(lambda: [codec.decode(e) for e in audio], expected, args.repeat, label)
             batch_best = _best_seconds(lambda: codec.decode_batch(audio), expected, args.repeat, f"{label}, batch")
             total = sum(sizes.values())
             row = {"model": model, "mixer_version": int(mixer_version), "stream_length": length,
+                   "segment_length": segment or None,
                    "chunk_bytes": args.chunk_bytes, "raw_bytes": raw, "compressed_bytes": total,
                    "bytes_by_kind": sizes, "encode_s": encode_s, "audio_chunks": len(audio),
                    "audio_decode_kb_per_s": audio_raw / best / 1e3,
                    "audio_batch_decode_kb_per_s": audio_raw / batch_best / 1e3}
             rows.append(row)
-            print(f"{model} mixer {mixer_version} stream {length:6d}: all kinds {total:,} B "
+            print(f"{model} mixer {mixer_version} stream {length:6d} segment {segment or 'default'}: all kinds {total:,} B "
                   f"({100 * total / raw:.2f} % of {raw:,}), encode {encode_s:.1f} s; audio, one chunk per call: "
                   f"decode {row['audio_decode_kb_per_s']:.1f} KB/s, all {len(audio)} in one call "
                   f"{row['audio_batch_decode_kb_per_s']:.1f} KB/s", flush=True)

@@ -47,7 +47,7 @@ from .mixcoding import (
 from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
-__all__ = ["LMCodec", "FAST_PRESET", "record_length"]
+__all__ = ["LMCodec", "FAST_PRESET", "MIX_SEGMENT_LENGTH", "record_length"]
 
 FAST_PRESET: dict[str, Any] = {"model": "lm-fast-v1", "mixer_version": 1}
 """``LMCodec.fast()``: the shipped model made for speed (128-byte context, width 64) and mixer
@@ -55,6 +55,15 @@ version 1 (no shared statistics, no order-4/6 contexts): on the 2-core CPU it en
 at 293-346 KB/s and decoded them at 104-128 KB/s in five runs (docs/performance.md: speed;
 docs/benchmarks.md: its ratio against the default)."""
 
+
+MIX_SEGMENT_LENGTH = 512
+"""Default segment length in mode ``lm_mix`` (the model's context length when that is shorter).
+The mixer's own context models and match model carry what lies further back in a stream, so a
+longer model context buys little there, while every decode step reads the whole KV cache of its
+segment so far and encoding attends over it: lm-small-v1 with 512 instead of 1024 costs 0.05 %
+more bytes over every corpus kind and encodes 1.3-1.4x and decodes 1.2-1.4x faster
+(``benchmarks/stream_length.py --segment-lengths``, docs/performance.md *Segment length*). Mode
+``lm`` (the model alone) keeps the model's whole context."""
 
 # -- model resolution: the only places that touch lmcodec.models (patched in tests) -------------
 
@@ -124,9 +133,10 @@ class LMCodec(Codec):
         ``None`` (or ``"auto"``) takes it from the array given to :meth:`encode`; bytes-like
         input without a numeric format is coded as plain bytes.
     segment_length : int, optional
-        Bytes per coded segment (one rANS lane, one model context); ``None`` means the model's
-        context length. Longer segments compress better, shorter ones decode in more parallel
-        lanes.
+        Bytes per coded segment (one model context; in mode ``lm`` also one rANS lane);
+        ``None`` means the model's context length, capped at :data:`MIX_SEGMENT_LENGTH` (512)
+        when ``mix`` is true. Longer segments compress better, shorter ones are faster (mode
+        ``lm``: more parallel lanes; both modes: less KV cache per decode step).
     device : str
         Where the model runs: ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :mod:`lmcodec.models`).
     fallback_level : int
@@ -312,7 +322,8 @@ class LMCodec(Codec):
         if to_code:
             model = _load_model(self.model, self.device)
             model_id = bytes(model.model_id)
-            segment_length = self.segment_length or int(model.context_length)
+            default = min(MIX_SEGMENT_LENGTH, model.context_length) if self.mix else model.context_length
+            segment_length = self.segment_length or int(default)
             if segment_length > model.context_length:
                 raise ValueError(
                     f"segment_length {segment_length} exceeds the context length "

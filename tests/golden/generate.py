@@ -93,6 +93,9 @@ def _vectors_v2() -> dict[str, tuple[np.ndarray, dict, str, str]]:
                                f"{text_src}, then 512 bytes of numpy default_rng(2026112302) noise "
                                "(a raw stream)"),
         "v2_audio_int16": (audio, small, "lm_mix", audio_src),
+        "v2_audio_int16_seg512": (audio, small, "lm_mix",
+                                  f"{audio_src}; the same bytes and config as v2_audio_int16, written after "
+                                  "lm_mix's default segment length became 512 (codec.MIX_SEGMENT_LENGTH)"),
         "v2_mri_uint16_rows": (mri.reshape(32, 20), {**tiny, "stream_length": 256}, "lm_mix",
                                f"{mri_src}; coded as a (32, 20) array: record length 20"),
         "v2_goog_float64": (goog, small, "lm_mix", goog_src),
