@@ -75,7 +75,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lmcodec import lmcoding, mixcoding, mixing, models  # noqa: E402
-from lmcodec.codec import LMCodec  # noqa: E402
+from lmcodec.codec import LMCodec, default_segment_length  # noqa: E402
 from lmcodec.format import HEADER_SIZE, Mode, parse_header  # noqa: E402
 from lmcodec.model.spec import ModelConfig  # noqa: E402
 from lmcodec.preprocess import join_planes, plane_layout, shuffle_dtype, split_planes  # noqa: E402
@@ -347,7 +347,7 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
         model.threads = threads
     model._full = model._step = None  # fresh sessions with this thread count
     cfg = model.config
-    segment = int(cfg.context_length)
+    segment = default_segment_length(int(cfg.context_length), mix)  # what the codec below codes with
     # warm-up (session creation, compiled kernels loaded, first-run allocations), not timed
     warm = data[: max(4 * segment, 65536 // data.itemsize)]
     codec = LMCodec(model=name, device=device, mix=mix, mixer_version=mixer_version)
@@ -357,7 +357,10 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
     timers = Timers()
     # encode: always the real LMCodec path (the model body is computed even when zstd/raw win)
     encoded, enc = _timed(timers, model, lambda: codec.encode(data), repeat)
-    mode = Mode(parse_header(np.frombuffer(encoded, np.uint8)).mode).name
+    header = parse_header(np.frombuffer(encoded, np.uint8))
+    mode = Mode(header.mode).name
+    if mode == model_mode:
+        assert header.segment_length == segment, "the codec coded another segment length than counted"
     if mode == model_mode and codec_level:
         decoded, dec = _timed(timers, model, lambda: codec.decode(encoded), repeat)
         assert decoded == data.tobytes(), "round trip failed"
@@ -383,6 +386,7 @@ def bench_model(name: str, data: np.ndarray, threads: int | None, codec_level: b
         "level": level,
         "codec_mode": mode,
         "bytes": n,
+        "segment_length": segment,
         "encoded_bytes": len(encoded),
         "lm_body_bytes": compressed,  # the model body (lm_mix or lm), header excluded
         "lm_bits_per_byte": 8 * compressed / n,

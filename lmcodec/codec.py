@@ -47,7 +47,7 @@ from .mixcoding import (
 from .preprocess import join_planes, plane_itemsize, plane_layout, shuffle_dtype, split_planes, unshuffle
 from .transforms import Coding, Transform, apply_transform, choose_coding, invert_transform
 
-__all__ = ["LMCodec", "FAST_PRESET", "MIX_SEGMENT_LENGTH", "record_length"]
+__all__ = ["LMCodec", "FAST_PRESET", "MIX_SEGMENT_LENGTH", "default_segment_length", "record_length"]
 
 FAST_PRESET: dict[str, Any] = {"model": "lm-fast-v1", "mixer_version": 1}
 """``LMCodec.fast()``: the shipped model made for speed (128-byte context, width 64) and mixer
@@ -64,6 +64,13 @@ segment so far and encoding attends over it: lm-small-v1 with 512 instead of 102
 more bytes over every corpus kind and encodes 1.3-1.4x and decodes 1.2-1.4x faster
 (``benchmarks/stream_length.py --segment-lengths``, docs/performance.md *Segment length*). Mode
 ``lm`` (the model alone) keeps the model's whole context."""
+
+
+def default_segment_length(context_length: int, mix: bool) -> int:
+    """The segment length ``LMCodec(segment_length=None)`` codes with, for a model of
+    ``context_length`` bytes: :data:`MIX_SEGMENT_LENGTH` at most in mode ``lm_mix`` (``mix``),
+    the whole context in mode ``lm``."""
+    return min(MIX_SEGMENT_LENGTH, context_length) if mix else context_length
 
 # -- model resolution: the only places that touch lmcodec.models (patched in tests) -------------
 
@@ -322,8 +329,7 @@ class LMCodec(Codec):
         if to_code:
             model = _load_model(self.model, self.device)
             model_id = bytes(model.model_id)
-            default = min(MIX_SEGMENT_LENGTH, model.context_length) if self.mix else model.context_length
-            segment_length = self.segment_length or int(default)
+            segment_length = self.segment_length or default_segment_length(int(model.context_length), self.mix)
             if segment_length > model.context_length:
                 raise ValueError(
                     f"segment_length {segment_length} exceeds the context length "
