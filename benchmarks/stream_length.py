@@ -10,9 +10,10 @@ A decode step advances one byte of every stream of the call, and a step has a fi
 (docs/performance.md), so a chunk of few streams decodes slowly: a 64 KiB int16 chunk has four
 16 KiB streams. Shorter streams give more lanes per step, at some cost in size (each stream
 codes its bytes after fewer bytes of its own; streams of a plane share mixer statistics only
-since mixer version 2). The segment length (``LMCodec(segment_length=...)``, default the model's
-context) is the model's context within a stream: shorter segments mean less KV cache per lane and
-step (decode reads all of it) and less context for the model.
+since mixer version 2). The segment length (``LMCodec(segment_length=...)``; default
+:func:`lmcodec.codec.default_segment_length`, the model's context capped at 512 bytes in lm_mix)
+is the model's context within a stream: shorter segments mean less KV cache per lane and step
+(decode reads all of it) and less context for the model.
 
 The chunks are the benchmark's (``lmcodec bench``: the validation split, 256 KiB per kind, cut
 into ``--chunk-bytes`` chunks); every codec encodes each kind in one batch call. Decode speed is
@@ -37,6 +38,7 @@ from lmcodec import LMCodec  # noqa: E402
 from lmcodec.bench import FULL  # noqa: E402
 from lmcodec.bench_data import kind_datasets, select_samples  # noqa: E402
 from lmcodec.corpus import KINDS, load_samples  # noqa: E402
+from lmcodec.format import parse_header  # noqa: E402
 
 DEFAULT_CODECS = "lm-fast-v1:1,lm-small-v1:3"
 
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              "the default codec)")
     parser.add_argument("--lengths", default="16384,4096,2048", help="stream lengths, bytes (default 16384,4096,2048)")
     parser.add_argument("--segment-lengths", default="0",
-                        help="segment lengths, bytes; 0 = the model's context length (default 0)")
+                        help="segment lengths, bytes; 0 = the codec's default (default 0)")
     parser.add_argument("--chunk-bytes", type=int, default=64 << 10)
     parser.add_argument("--repeat", type=int, default=2, help="timed passes over the audio chunks (default 2)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "stream_length.json")
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             batch_best = _best_seconds(lambda: codec.decode_batch(audio), expected, args.repeat, f"{label}, batch")
             total = sum(sizes.values())
             row = {"model": model, "mixer_version": int(mixer_version), "stream_length": length,
-                   "segment_length": segment or None,
+                   "segment_length": segment or None,  # None: the codec's default, coded as below
+                   "coded_segment_length": max({parse_header(e).segment_length for e in audio} - {0}, default=None),
                    "chunk_bytes": args.chunk_bytes, "raw_bytes": raw, "compressed_bytes": total,
                    "bytes_by_kind": sizes, "encode_s": encode_s, "audio_chunks": len(audio),
                    "audio_decode_kb_per_s": audio_raw / best / 1e3,

@@ -23,7 +23,7 @@ decoding needs nothing from the filter parameters. The parameters (``cd_values``
     0     layout version (2)
     1, 2  id of the model that encodes: bytes 0..3 and 4..7 as little-endian u32
           (all zero when the dataset is created: the default model, resolved then)
-    3     segment length in bytes (0: the model's context length)
+    3     segment length in bytes (0: LMCodec's default, the model's context, at most 512 in mode lm_mix)
     4     zstd level of the fallback body (signed, two's complement)
     5     mixer version the encoder writes (0 when the dataset is created: the newest, resolved then)
     6     element size in bytes                         } filled in by set_local
@@ -350,8 +350,8 @@ class LMFilter(h5py.filters.FilterRefBase):
     """``compression=LMFilter(...)`` for ``h5py.Group.create_dataset`` (hdf5plugin style).
 
     Parameters are those of :class:`lmcodec.LMCodec` that matter to HDF5: ``model`` (name of an
-    installed model; ``None``: the default model), ``segment_length`` (bytes, ``None``: the
-    model's context length), ``fallback_level`` (zstd level) and ``mixer_version`` (``None``:
+    installed model; ``None``: the default model), ``segment_length`` (bytes, ``None``:
+    LMCodec's default, :func:`lmcodec.codec.default_segment_length`), ``fallback_level`` (zstd level) and ``mixer_version`` (``None``:
     the newest). The element dtype comes from the dataset. Instances also work as ``**kwargs``
     (``compression``, ``compression_opts``).
     """

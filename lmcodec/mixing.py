@@ -1,6 +1,6 @@
 """Integer-exact adaptive mixing of the Transformer's tables with statistics of the data itself.
 
-The language model (LM) sees at most one segment (``context_length`` bytes) and was trained on
+The language model (LM) sees at most one segment (at most its ``context_length`` bytes) and was trained on
 other data. :class:`AdaptiveMixer` adds what it cannot know, learned on the stream being coded:
 adaptive order-0/1/2 (and, in mixer version 3, hashed order-4/6) counts, a *record* model
 (counts in the context of the byte one record back, e.g. the pixel above or the same column of

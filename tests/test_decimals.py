@@ -162,9 +162,13 @@ def test_the_floats_of_a_step_are_named_in_the_head_of_the_body():
     flags[-1] = 0x80
     with pytest.raises(CorruptChunkError, match="reserved decimal step flags"):
         decimal_floats(bytes(flags), header.segment_length, 5)
-    plain = LMCodec().encode(prices + 1e-9)  # full precision: no decimal step
-    h = parse_header(plain)
-    assert h.mode == Mode.LM_MIX and decimal_floats(plain[HEADER_SIZE:][:BODY_HEAD_BYTES], h.segment_length, h.version) is None
+    no_step = body[:1] + bytes([body[1] & ~0x08]) + body[2:named[0]]  # the step's flag cleared
+    assert decimal_floats(no_step, header.segment_length, 5) is None
+    # the longest head: a 4-byte m (2**24 segments of 1 byte), a 3-byte r (65535), float64
+    longest = bytes([3, 0x08, 0x80, 0x80, 0x80, 0x08, 0xFF, 0xFF, 0x03, 11, 0])
+    assert len(longest) == BODY_HEAD_BYTES and decimal_floats(longest, 1, 5) == np.dtype("<f8")
+    with pytest.raises(CorruptChunkError):
+        decimal_floats(longest[:-1], 1, 5)
 
 
 def _floats_or_none(head: bytes, segment_length: int):

@@ -128,8 +128,9 @@ def test_graph_bounds_hold_for_presets():
 
 
 def test_graphs_contain_no_slow_or_inexact_lookups():
-    """Lookup tables go through rank-1 GatherElements (Gather only for the embedding rows and the
-    per-position norm factor), and no op outside the exact set appears."""
+    """Lookup tables go through rank-1 GatherElements (Gather only for the embedding rows, the
+    per-position norm factor and, in the step graph, a layer's slab of position biases), and no op
+    outside the exact set appears."""
     weights = IntegerWeights.random(CFG, seed=0)
     allowed = {"Abs", "Add", "ArgMin", "Cast", "Clip", "Concat", "Div", "Floor", "Gather", "GatherElements",
                "ReduceProd",
