@@ -309,9 +309,6 @@ class OnnxStepDecoder:
         if p >= self.context_length:
             raise ValueError("step decoder is past the model's context length")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(self.batch)
-        if len(self._groups) == 1:
-            out = self._run(self._groups[0], tokens, p)
-        else:
-            out = np.concatenate(self._model.parallel(lambda group: self._run(group, tokens, p), self._groups))
+        parts = self._model.parallel(lambda group: self._run(group, tokens, p), self._groups)
         self.pos += 1
-        return out
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

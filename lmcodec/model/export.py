@@ -393,12 +393,13 @@ def _finish(g: _GraphBuilder, name: str, inputs: list, outputs: list, weights: I
     return model
 
 
-def _bias_index(g: _GraphBuilder, cfg: ModelConfig, distance: str, rank: int) -> str:
-    """Flat int32 index ``h * (T + 1) + distance`` into a ``[H, T + 1]`` bias table, shape
-    ``[H, *distance.shape]`` (distance ``T`` selects the mask column); shared by all layers."""
+def _bias_index(g: _GraphBuilder, cfg: ModelConfig, distance: str) -> str:
+    """Flat int32 index ``h * (T + 1) + distance`` into a ``[H, T + 1]`` bias table for a
+    ``[rows, keys]`` distance, shape ``[H, rows, keys]`` (distance ``T`` selects the mask column);
+    shared by all layers."""
     offsets = (np.arange(cfg.n_heads) * (cfg.context_length + 1)).astype(np.int32)
     distance = g.op("Unsqueeze", g.op("Cast", distance, to=TensorProto.INT32), g.ints(0))
-    return g.op("Add", distance, g.const(offsets.reshape((cfg.n_heads,) + (1,) * rank), np.int32))
+    return g.op("Add", distance, g.const(offsets.reshape(cfg.n_heads, 1, 1), np.int32))
 
 
 def _position_bias(m: _ModelGraph, layer: int, index: str) -> str:
@@ -446,7 +447,7 @@ def build_full_graph(weights: IntegerWeights, pieces: int | None = None, output:
         dist = g.op("Sub", g.op("Unsqueeze", rows, g.ints(1)), g.op("Unsqueeze", keys, g.ints(0)))
         # [rows, keys]: i - j on and below the diagonal, T (the mask column) above it
         dist = g.op("Where", g.op("GreaterOrEqual", dist, g.const(0, np.int64)), dist, g.const(cfg.context_length, np.int64))
-        spans.append((start, end, _bias_index(g, cfg, dist, rank=2)))  # bias index [H, rows, keys]
+        spans.append((start, end, _bias_index(g, cfg, dist)))  # bias index [H, rows, keys]
     axis = g.ints(2)
     r = g.op("Gather", m.param("embed"), "tokens")  # [B, n, D]
     for layer in range(cfg.n_layers):
